@@ -1,0 +1,1 @@
+"""HTTP surface: thin handlers over the runtime objects held in `app.state.runtime`."""

@@ -1,0 +1,141 @@
+"""Token-protected control plane. Every route here sits behind `require_admin`."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+from litestar import Request, Router, get, post, put
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+
+from bluegreen.api.schemas import CanaryRequest, ErrorBody, PromoteRequest
+from bluegreen.logging import event
+from bluegreen.runtime import Runtime
+
+log = logging.getLogger("bluegreen.admin")
+
+ADMIN_ERRORS = {
+    401: ResponseSpec(ErrorBody, description="Missing or wrong bearer token"),
+    403: ResponseSpec(ErrorBody, description="Admin disabled: BLUEGREEN_ADMIN_TOKEN is not set"),
+    404: ResponseSpec(ErrorBody, description="Unknown version"),
+    409: ResponseSpec(ErrorBody, description="Not possible in the current state"),
+    422: ResponseSpec(ErrorBody, description="The version was rejected (load/smoke)"),
+}
+
+
+def require_admin(connection: ASGIConnection[Any, Any, Any, Any], __: BaseRouteHandler) -> None:
+    token: str | None = connection.app.state.runtime.settings.admin_token
+    if not token:
+        raise PermissionDeniedException("admin API disabled: BLUEGREEN_ADMIN_TOKEN is not set")
+    header = connection.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    # compare_digest on bytes: constant time whatever the presented value is.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        presented.strip().encode("utf-8", "surrogatepass"), token.encode("utf-8")
+    ):
+        raise NotAuthorizedException(
+            "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
+def _who(request: Request[Any, Any, Any]) -> str:
+    actor = request.headers.get("x-admin-actor", "")[:64]
+    client = request.client.host if request.client else "unknown"
+    return f"{actor or 'admin'}@{client}"
+
+
+def _audit(request: Request[Any, Any, Any], action: str, result: dict[str, Any]) -> None:
+    event(log, "admin.action", action=action, who=_who(request), result=result)
+
+
+@get(
+    "/slots",
+    responses=ADMIN_ERRORS,
+    summary="Both slots: state, version, in-flight, requests, errors, canary share",
+)
+async def slots(state: State) -> dict[str, Any]:
+    runtime: Runtime = state.runtime
+    view = runtime.manager.describe()
+    view["model"] = runtime.settings.model_name
+    view["registry"] = {
+        "last_poll_ok": runtime.controller.last_poll_ok,
+        "last_error": runtime.controller.last_error,
+        "rejected_versions": runtime.controller.rejected,
+    }
+    return view
+
+
+@post(
+    "/promote",
+    responses=ADMIN_ERRORS,
+    status_code=200,
+    summary='Promote the candidate, or pin {"version": N}',
+)
+async def promote(
+    state: State, request: Request[Any, Any, Any], data: PromoteRequest | None = None
+) -> dict[str, Any]:
+    runtime: Runtime = state.runtime
+    version = data.version if data else None
+    result = await runtime.controller.promote(version, _who(request))
+    _audit(request, "promote", result)
+    return result
+
+
+@post(
+    "/rollback", responses=ADMIN_ERRORS, status_code=200, summary="Return to the previous version"
+)
+async def rollback(state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    runtime: Runtime = state.runtime
+    result = await runtime.controller.rollback(_who(request))
+    _audit(request, "rollback", result)
+    return result
+
+
+@post("/reload", responses=ADMIN_ERRORS, status_code=200, summary="Reconcile with the registry now")
+async def reload(state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    runtime: Runtime = state.runtime
+    result = (await runtime.controller.reconcile()).as_dict()
+    _audit(request, "reload", result)
+    return result
+
+
+@put(
+    "/canary",
+    responses=ADMIN_ERRORS,
+    status_code=200,
+    summary="Set the canary share (percent) fleet-wide",
+)
+async def set_canary(
+    state: State, request: Request[Any, Any, Any], data: CanaryRequest
+) -> dict[str, Any]:
+    runtime: Runtime = state.runtime
+    result = await runtime.controller.set_canary_percent(data.percent)
+    _audit(request, "canary.set", result)
+    return result
+
+
+@post(
+    "/canary/abort",
+    responses=ADMIN_ERRORS,
+    status_code=200,
+    summary="Abort the canary and reject its version",
+)
+async def abort_canary(state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    runtime: Runtime = state.runtime
+    result = await runtime.controller.abort_canary(_who(request))
+    _audit(request, "canary.abort", result)
+    return result
+
+
+admin_router = Router(
+    path="/admin",
+    route_handlers=[slots, promote, rollback, reload, set_canary, abort_canary],
+    guards=[require_admin],
+    tags=["admin"],
+    security=[{"bearerAuth": []}],
+)

@@ -1,0 +1,130 @@
+"""Domain errors → HTTP, in one place. Every error body is `ErrorBody` JSON; no tracebacks."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+    HTTP_504_GATEWAY_TIMEOUT,
+)
+
+from bluegreen.logging import event
+from bluegreen.poller import ControlError
+from bluegreen.registry import RegistryUnavailable
+from bluegreen.serving.predictor import ModelFailed, NoLiveModel, Overloaded
+
+log = logging.getLogger("bluegreen.api")
+RETRY_AFTER_S = "5"
+
+
+class InvalidInput(Exception):
+    """Well-formed JSON that breaks a rule msgspec cannot express (trimmed length, limits)."""
+
+    def __init__(self, detail: str, field: str | None = None, status_code: int = 400) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.status_code = status_code
+
+
+class RequestTimedOut(Exception):
+    pass
+
+
+def error_response(
+    status: int, error: str, detail: str, field: str | None = None, retry: bool = False
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {"status_code": status, "error": error, "detail": detail}
+    if field is not None:
+        body["field"] = field
+    headers = {"Retry-After": RETRY_AFTER_S} if retry else None
+    return Response(body, status_code=status, headers=headers)
+
+
+_FIELD_RES = (re.compile(r"field `([^`]+)`"), re.compile(r"at `\$\.?([^`]*)`"))
+
+
+def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    detail = str(exc.detail)
+    field: str | None = None
+    extra = exc.extra
+    if isinstance(extra, list) and extra and isinstance(extra[0], dict):
+        message = str(extra[0].get("message", ""))
+        detail = f"{detail}: {message}" if message else detail
+        field = next(
+            (m.group(1) for r in _FIELD_RES if (m := r.search(message)) and m.group(1)),
+            None,
+        )
+        if field is None and extra[0].get("key") not in (None, "data"):
+            field = str(extra[0]["key"])
+    return error_response(HTTP_400_BAD_REQUEST, "invalid_request", detail, field)
+
+
+def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    names = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+             413: "payload_too_large", 415: "unsupported_media_type"}  # fmt: skip
+    error = names.get(exc.status_code, "http_error")
+    if exc.status_code == 400:
+        error = "invalid_json" if "JSON" in str(exc.detail) else "invalid_request"
+    response = error_response(exc.status_code, error, str(exc.detail))
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def _invalid(_: Request[Any, Any, Any], exc: InvalidInput) -> Response[Any]:
+    return error_response(exc.status_code, "invalid_request", exc.detail, exc.field)
+
+
+def _no_model(_: Request[Any, Any, Any], exc: NoLiveModel) -> Response[Any]:
+    return error_response(HTTP_503_SERVICE_UNAVAILABLE, "no_model", str(exc), retry=True)
+
+
+def _overloaded(_: Request[Any, Any, Any], exc: Overloaded) -> Response[Any]:
+    return error_response(HTTP_503_SERVICE_UNAVAILABLE, "overloaded", str(exc), retry=True)
+
+
+def _model_failed(_: Request[Any, Any, Any], exc: ModelFailed) -> Response[Any]:
+    return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "model_error",
+                          "the model failed on this input")  # fmt: skip
+
+
+def _timeout(_: Request[Any, Any, Any], exc: RequestTimedOut) -> Response[Any]:
+    return error_response(HTTP_504_GATEWAY_TIMEOUT, "timeout", str(exc), retry=True)
+
+
+def _control(_: Request[Any, Any, Any], exc: ControlError) -> Response[Any]:
+    return error_response(exc.status_code, "conflict" if exc.status_code == 409 else "rejected",
+                          str(exc))  # fmt: skip
+
+
+def _registry(_: Request[Any, Any, Any], exc: RegistryUnavailable) -> Response[Any]:
+    return error_response(HTTP_503_SERVICE_UNAVAILABLE, "registry_unavailable", str(exc),
+                          retry=True)  # fmt: skip
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    event(log, "request.unhandled", logging.ERROR, path=request.scope.get("path"),
+          error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
+    return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal", "internal error")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    ValidationException: _validation,
+    HTTPException: _http,
+    InvalidInput: _invalid,
+    NoLiveModel: _no_model,
+    Overloaded: _overloaded,
+    ModelFailed: _model_failed,
+    RequestTimedOut: _timeout,
+    ControlError: _control,
+    RegistryUnavailable: _registry,
+    Exception: _unexpected,
+}

@@ -1,0 +1,105 @@
+"""The app factory: `uvicorn --factory bluegreen.app:create_app`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from bluegreen import metrics
+from bluegreen.api.admin import admin_router
+from bluegreen.api.errors import EXCEPTION_HANDLERS
+from bluegreen.api.health import MetricsController, healthz, readyz
+from bluegreen.api.predict import predict_router
+from bluegreen.bootstrap import bootstrap_if_empty
+from bluegreen.logging import configure_logging, event
+from bluegreen.registry import Registry, configure_mlflow_client_env
+from bluegreen.runtime import LoaderFactory, Runtime, registry_loader
+from bluegreen.settings import Settings
+
+log = logging.getLogger("bluegreen.app")
+PROCESS_SAMPLE_INTERVAL_S = 5.0
+
+
+async def _bootstrap(runtime: Runtime) -> None:
+    """Train a default model on an empty registry, then let the poller start."""
+    runtime.status = "bootstrapping: training the default model on an empty registry"
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(
+            runtime.executors[1], bootstrap_if_empty, runtime.settings, runtime.registry
+        )
+    except Exception as exc:
+        event(log, "bootstrap.failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+        runtime.status = f"bootstrap failed: {exc}"
+    else:
+        runtime.status = "waiting for the registry"
+    finally:
+        runtime.controller.ready_gate.set()
+
+
+async def _sample_process(interval: float) -> None:
+    while True:
+        metrics.sample_process_metrics()
+        await asyncio.sleep(interval)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    registry: Registry | None = None,
+    loader_factory: LoaderFactory = registry_loader,
+) -> Litestar:
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level)
+    configure_mlflow_client_env()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        runtime = Runtime.build(settings, registry, loader_factory)
+        app.state.runtime = runtime
+        runtime.status = "waiting for the registry"
+        if settings.should_bootstrap:
+            runtime.controller.ready_gate.clear()
+            runtime.tasks.append(asyncio.create_task(_bootstrap(runtime)))
+        runtime.tasks.append(asyncio.create_task(runtime.controller.run()))
+        runtime.tasks.append(asyncio.create_task(_sample_process(PROCESS_SAMPLE_INTERVAL_S)))
+        event(log, "app.started", model=settings.model_name, alias=settings.model_alias,
+              registry=_redact(settings.effective_tracking_uri), admin=settings.admin_enabled,
+              canary_percent=settings.canary_percent)  # fmt: skip
+        try:
+            yield
+        finally:
+            event(log, "app.stopping")
+            await runtime.close()
+
+    return Litestar(
+        route_handlers=[predict_router, admin_router, healthz, readyz, MetricsController],
+        lifespan=[lifespan],
+        middleware=[metrics.http_metrics_config().middleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="bluegreen",
+            version="1.0.0",
+            description="Korean sentiment analysis with zero-downtime model hot swaps",
+            components=Components(
+                security_schemes={"bearerAuth": SecurityScheme(type="http", scheme="bearer")}
+            ),
+        ),
+        logging_config=None,
+        debug=False,
+    )
+
+
+def _redact(uri: str) -> str:
+    """Hide credentials embedded in a tracking URI (`https://user:pass@host`)."""
+    scheme, sep, rest = uri.partition("://")
+    if sep and "@" in rest:
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return uri

@@ -1,0 +1,55 @@
+"""First start on an empty registry: train and register a small real model, once per machine.
+
+Workers of one server share the embedded registry; a file lock makes exactly one of them train
+while the others wait and then find the version it registered.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from pathlib import Path
+
+from bluegreen.logging import event
+from bluegreen.registry import Registry
+from bluegreen.settings import Settings
+
+log = logging.getLogger("bluegreen.bootstrap")
+EXPERIMENT = "bluegreen-bootstrap"
+
+
+def ensure_experiment(settings: Settings) -> None:
+    """Keep embedded-registry artifacts under the project-local state dir, not ./mlruns."""
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.effective_tracking_uri)
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        location = settings.artifact_root.as_uri() if settings.embedded else None
+        mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+    os.environ["MLFLOW_EXPERIMENT_NAME"] = EXPERIMENT
+
+
+def bootstrap_if_empty(settings: Settings, registry: Registry) -> int | None:
+    """Blocking. Returns the version registered, or None when the registry already had one."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = settings.state_dir / "bootstrap.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if registry.has_versions():
+            return None
+        from bluegreen.model import bootstrap_default_model
+
+        ensure_experiment(settings)
+        started = time.monotonic()
+        event(log, "bootstrap.train.start", model=settings.model_name)
+        version = bootstrap_default_model(
+            settings.effective_tracking_uri,
+            settings.model_name,
+            settings.model_alias,
+            Path(settings.data_dir) if settings.data_dir else None,
+        )
+        event(log, "bootstrap.train.end", model=settings.model_name, version=version,
+              duration_s=round(time.monotonic() - started, 1))  # fmt: skip
+        return version

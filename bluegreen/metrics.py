@@ -1,0 +1,188 @@
+"""Every Prometheus metric bluegreen exports, defined once.
+
+The HTTP metrics (`http_requests_total`, `http_request_duration_seconds`) come from Litestar's
+Prometheus middleware (see `http_metrics_config`); everything about models, slots and the
+registry lives here. Gauges declare a `multiprocess_mode` so that they aggregate sensibly when
+uvicorn runs several workers with `PROMETHEUS_MULTIPROC_DIR` set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from litestar.plugins.prometheus import PrometheusConfig
+from prometheus_client import Counter, Gauge, Histogram
+
+# Sub-millisecond to seconds: a linear model answers in ~100 µs, a cold slow path in seconds.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075,
+    0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+LOAD_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
+
+
+def http_metrics_config() -> PrometheusConfig:
+    """Litestar middleware config that yields the seed's two HTTP metric names.
+
+    `group_path=True` labels route templates, never raw paths (bounded cardinality).
+    """
+    return PrometheusConfig(
+        app_name="bluegreen",
+        prefix="http",
+        group_path=True,
+        buckets=list(LATENCY_BUCKETS),
+        exclude=[r"^/metrics$"],
+    )
+
+
+def prepare_multiprocess_dir() -> None:
+    """Wipe stale per-pid files left by a previous run (uvicorn has no dead-worker hook).
+
+    Called once by the parent before workers fork (see `bluegreen.cli`), never by a worker.
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    path = Path(directory)
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+# --- the seed's model metrics (exact names) -------------------------------------------------
+MODEL_VERSION_INFO = Gauge(
+    "model_version_info",
+    "1 for the model version the live slot serves, 0 for versions that no longer serve",
+    ["model", "version", "slot"],
+    multiprocess_mode="livemax",
+)
+MODEL_LOAD_TOTAL = Counter("model_load", "Model load attempts", ["model"])
+MODEL_LOAD_SUCCESS_TOTAL = Counter(
+    "model_load_success", "Model loads that passed smoke and became servable", ["model"]
+)
+MODEL_HOT_SWAP_TOTAL = Counter("model_hot_swap", "Successful promotions to live", ["model"])
+
+# --- lifecycle ---------------------------------------------------------------------------------
+MODEL_LOAD_FAILURES = Counter(
+    "bluegreen_model_load_failures",
+    "Versions that failed to become live, by reason (load_error, smoke_failed, canary_rejected)",
+    ["model", "reason"],
+)
+MODEL_LOAD_DURATION = Histogram(
+    "bluegreen_model_load_duration_seconds",
+    "Time to download and load a model version (smoke excluded)",
+    ["model"],
+    buckets=LOAD_BUCKETS,
+)
+MODEL_LAST_FAILURE_TIMESTAMP = Gauge(
+    "bluegreen_model_last_failure_timestamp_seconds",
+    "Unix time of the most recent load/smoke/canary failure (alerting)",
+    ["model"],
+    multiprocess_mode="livemax",
+)
+MODELS_FREED = Counter("bluegreen_models_freed", "Old models released after draining", ["model"])
+MODEL_FREE_LEAKS = Counter(
+    "bluegreen_model_free_leaks",
+    "Released models still reachable after gc (weakref alive): a memory leak",
+    ["model"],
+)
+ROLLBACKS = Counter("bluegreen_rollbacks", "Rollbacks to a previous version", ["model"])
+SLOT_STATE = Gauge(
+    "bluegreen_slot_state",
+    "1 for the state each slot is in (empty, loading, smoke, canary, live, draining, retained)",
+    ["slot", "state"],
+    multiprocess_mode="livemax",
+)
+SLOT_INFLIGHT = Gauge(
+    "bluegreen_slot_inflight", "Requests currently leased to a slot", ["slot"],
+    multiprocess_mode="livesum",
+)  # fmt: skip
+SLOT_DRAIN_DURATION = Histogram(
+    "bluegreen_slot_drain_duration_seconds",
+    "Time from promotion until the old slot had no request in flight",
+    ["slot"],
+    buckets=LATENCY_BUCKETS,
+)
+
+# --- predictions -------------------------------------------------------------------------------
+PREDICTIONS = Counter(
+    "bluegreen_predictions", "Texts classified, by slot, version and label",
+    ["slot", "version", "label"],
+)  # fmt: skip
+PREDICTION_ERRORS = Counter(
+    "bluegreen_prediction_errors", "Model calls that raised or returned garbage",
+    ["slot", "version"],
+)  # fmt: skip
+PREDICTION_DURATION = Histogram(
+    "bluegreen_prediction_duration_seconds",
+    "Model call latency (one request, single or batch) by slot",
+    ["slot", "version"],
+    buckets=LATENCY_BUCKETS,
+)
+REQUESTS_SHED = Counter(
+    "bluegreen_requests_shed", "Requests refused with 503 before reaching a model",
+    ["reason"],
+)  # fmt: skip
+
+# --- canary ------------------------------------------------------------------------------------
+CANARY_SHARE = Gauge(
+    "bluegreen_canary_share", "Share of prediction traffic (0-1) sent to the candidate slot",
+    multiprocess_mode="livemax",
+)  # fmt: skip
+CANARY_DECISIONS = Counter(
+    "bluegreen_canary_decisions",
+    "How canaries ended (promoted, rejected, aborted)",
+    ["model", "decision"],
+)
+CANARY_COMPARED = Counter(
+    "bluegreen_canary_compared", "Live requests also scored by the candidate (shadow)", ["model"]
+)
+CANARY_DISAGREEMENTS = Counter(
+    "bluegreen_canary_disagreements",
+    "Shadow comparisons where candidate and live chose different labels",
+    ["model"],
+)
+CANARY_LAST_REJECTED_TIMESTAMP = Gauge(
+    "bluegreen_canary_last_rejected_timestamp_seconds",
+    "Unix time the last canary was rejected (alerting)",
+    ["model"],
+    multiprocess_mode="livemax",
+)
+
+# --- registry ----------------------------------------------------------------------------------
+REGISTRY_POLLS = Counter(
+    "bluegreen_registry_polls", "Registry reconciles, by result (ok, error)", ["result"]
+)
+REGISTRY_LAST_SUCCESS = Gauge(
+    "bluegreen_registry_last_success_timestamp_seconds",
+    "Unix time of the last successful registry poll",
+    multiprocess_mode="livemax",
+)
+
+# --- process -----------------------------------------------------------------------------------
+PROCESS_RSS = Gauge(
+    "bluegreen_process_resident_memory_bytes",
+    "Resident set size of this worker process",
+    multiprocess_mode="liveall",
+)
+PROCESS_THREADS = Gauge(
+    "bluegreen_process_threads", "Threads in this worker process", multiprocess_mode="liveall"
+)
+PROCESS_OPEN_FDS = Gauge(
+    "bluegreen_process_open_fds", "Open file descriptors in this worker process",
+    multiprocess_mode="liveall",
+)  # fmt: skip
+
+
+def sample_process_metrics() -> None:
+    """Refresh per-process gauges from /proc (cheap; called on each scrape and after swaps)."""
+    try:
+        with open("/proc/self/statm") as f:
+            resident_pages = int(f.read().split()[1])
+        PROCESS_RSS.set(resident_pages * os.sysconf("SC_PAGE_SIZE"))
+        PROCESS_OPEN_FDS.set(len(os.listdir("/proc/self/fd")))
+        PROCESS_THREADS.set(len(os.listdir("/proc/self/task")))
+    except (OSError, ValueError, IndexError):  # not Linux: leave the gauges unset
+        return

@@ -1,0 +1,183 @@
+"""The MLflow registry as bluegreen sees it: which version should serve, and the marks we leave.
+
+Blocking (HTTP or sqlite); callers run these methods in an executor. Errors that mean "the
+registry is not reachable right now" become `RegistryUnavailable`, so the caller can back off
+without touching the live slot; "no such thing" is an ordinary answer.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import attrs
+
+REJECTED_TAG = "bluegreen.rejected"
+REJECTED_AT_TAG = "bluegreen.rejected_at"
+PROMOTED_BY_TAG = "bluegreen.promoted_by"
+ALIAS_RESTORED_TAG = "bluegreen.alias_restored_from"
+CANARY_PERCENT_TAG = "bluegreen.canary_percent"
+
+
+class RegistryUnavailable(Exception):
+    pass
+
+
+class UnknownVersion(LookupError):
+    pass
+
+
+@attrs.frozen
+class Target:
+    """A registry version and why it was chosen."""
+
+    version: int
+    run_id: str | None
+    source: str
+    """`alias:production`, `stage:Production`, `pinned`..."""
+    rejected: str | None = None
+    """The reason another process rejected it, if any."""
+
+
+@attrs.frozen
+class ControlView:
+    """The cheap per-interval view: alias target and fleet-wide control tags."""
+
+    alias_version: int | None
+    canary_percent: float | None
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    code = getattr(exc, "error_code", "")
+    return code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
+
+
+def configure_mlflow_client_env() -> None:
+    """MLflow's REST client retries for minutes by default; we have our own backoff loop."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
+class Registry:
+    def __init__(
+        self, tracking_uri: str, model_name: str, alias: str, stages: tuple[str, ...]
+    ) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.model_name = model_name
+        self.alias = alias
+        self.stages = stages
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def model_uri(self, version: int) -> str:
+        return f"models:/{self.model_name}/{version}"
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if _is_not_found(exc):
+                raise UnknownVersion(str(exc)) from exc
+            raise RegistryUnavailable(f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+
+    def _target(self, mv: Any, source: str) -> Target:
+        tags = dict(getattr(mv, "tags", {}) or {})
+        return Target(int(mv.version), mv.run_id, source, tags.get(REJECTED_TAG))
+
+    def resolve(self) -> Target | None:
+        """The version that should serve: alias first, then the latest in each fallback stage."""
+        try:
+            mv = self._call(self._client.get_model_version_by_alias, self.model_name, self.alias)
+            return self._target(mv, f"alias:{self.alias}")
+        except UnknownVersion:
+            pass
+        if not self.stages:
+            return None
+        try:
+            versions = self._call(self._client.search_model_versions, f"name='{self.model_name}'")
+        except UnknownVersion:
+            return None
+        for stage in self.stages:
+            in_stage = [
+                self._target(mv, f"stage:{stage}")
+                for mv in versions
+                if (mv.current_stage or "").lower() == stage.lower()
+            ]
+            usable = [t for t in in_stage if not t.rejected]
+            if usable:
+                return max(usable, key=lambda t: t.version)
+        return None
+
+    def control_view(self) -> ControlView:
+        try:
+            model = self._call(self._client.get_registered_model, self.model_name)
+        except UnknownVersion:
+            return ControlView(None, None)
+        aliases = dict(getattr(model, "aliases", {}) or {})
+        tags = dict(getattr(model, "tags", {}) or {})
+        raw = aliases.get(self.alias)
+        percent = tags.get(CANARY_PERCENT_TAG)
+        try:
+            canary = float(percent) if percent not in (None, "") else None
+        except ValueError:
+            canary = None
+        return ControlView(int(raw) if raw is not None else None, canary)
+
+    def get(self, version: int) -> Target:
+        mv = self._call(self._client.get_model_version, self.model_name, str(version))
+        return self._target(mv, "pinned")
+
+    def has_versions(self) -> bool:
+        try:
+            found = self._call(
+                self._client.search_model_versions, f"name='{self.model_name}'", max_results=1
+            )
+        except UnknownVersion:
+            return False
+        return bool(found)
+
+    def tag_rejected(self, version: int, reason: str) -> None:
+        self._call(
+            self._client.set_model_version_tag,
+            self.model_name, str(version), REJECTED_TAG, reason[:4000],
+        )  # fmt: skip
+        self._call(
+            self._client.set_model_version_tag,
+            self.model_name, str(version), REJECTED_AT_TAG, str(int(time.time())),
+        )  # fmt: skip
+
+    def clear_rejected(self, version: int) -> None:
+        self._call(
+            self._client.delete_model_version_tag, self.model_name, str(version), REJECTED_TAG
+        )
+
+    def set_alias(self, version: int, *, who: str, why: str) -> None:
+        self._call(
+            self._client.set_registered_model_alias, self.model_name, self.alias, str(version)
+        )
+        self._call(
+            self._client.set_model_version_tag,
+            self.model_name, str(version), PROMOTED_BY_TAG, f"{who}: {why}"[:4000],
+        )  # fmt: skip
+
+    def alias_version(self) -> int | None:
+        return self.control_view().alias_version
+
+    def set_canary_percent(self, percent: float) -> None:
+        self._call(
+            self._client.set_registered_model_tag,
+            self.model_name, CANARY_PERCENT_TAG, f"{percent:g}",
+        )  # fmt: skip
+
+    def restore_alias(self, live_version: int, rejected_version: int) -> None:
+        """Point the alias back at the version that serves, recording what was rejected."""
+        self.set_alias(
+            live_version, who="bluegreen", why=f"version {rejected_version} was rejected"
+        )
+        self._call(
+            self._client.set_model_version_tag,
+            self.model_name, str(live_version), ALIAS_RESTORED_TAG, str(rejected_version),
+        )  # fmt: skip

@@ -1,0 +1,140 @@
+"""The long-lived objects of one process, built in the app's lifespan and held in app state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Protocol
+
+import attrs
+
+from bluegreen.logging import event
+from bluegreen.poller import Controller
+from bluegreen.registry import Registry, RegistryUnavailable
+from bluegreen.serving.canary import CanaryPolicy
+from bluegreen.serving.lifecycle import LifecycleConfig, Loader, SlotManager, TransientLoadError
+from bluegreen.serving.model_handle import LoadedModel, ModelRef, load_from_registry
+from bluegreen.serving.predictor import Predictor
+from bluegreen.settings import Settings
+
+log = logging.getLogger("bluegreen.runtime")
+
+
+class LoaderFactory(Protocol):
+    def __call__(self, settings: Settings, registry: Registry) -> Loader: ...
+
+
+def registry_loader(settings: Settings, registry: Registry) -> Loader:
+    """Load from the registry; a failure while the registry itself is down is transient."""
+    scratch = settings.state_dir / "scratch"
+    load = partial(load_from_registry, scratch_dir=scratch)
+
+    def loader(ref: ModelRef) -> LoadedModel:
+        try:
+            return load(ref)
+        except Exception as exc:
+            try:
+                registry.control_view()
+            except RegistryUnavailable as down:
+                raise TransientLoadError(f"registry unreachable while loading: {down}") from exc
+            raise
+
+    return loader
+
+
+@attrs.define
+class Runtime:
+    settings: Settings
+    registry: Registry
+    manager: SlotManager
+    controller: Controller
+    predictor: Predictor
+    executors: list[ThreadPoolExecutor]
+    status: str = "starting"
+    """Why the process is not ready yet (bootstrapping, waiting for registry...)."""
+    tasks: list[asyncio.Task[None]] = attrs.Factory(list)
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        registry: Registry | None = None,
+        loader_factory: LoaderFactory = registry_loader,
+    ) -> Runtime:
+        registry = registry or Registry(
+            settings.effective_tracking_uri,
+            settings.model_name,
+            settings.model_alias,
+            settings.fallback_stages,
+        )
+        predict_executor = ThreadPoolExecutor(settings.predict_threads, "predict")
+        load_executor = ThreadPoolExecutor(1, "model-load")
+        registry_executor = ThreadPoolExecutor(2, "registry")
+        config = LifecycleConfig(
+            model_name=settings.model_name,
+            canary_percent=settings.canary_percent,
+            retain_previous=settings.retain_previous,
+            drain_timeout_s=settings.drain_timeout_s,
+            load_timeout_s=settings.load_timeout_s,
+            smoke_latency_budget_ms=settings.smoke_latency_budget_ms,
+            smoke_min_golden_accuracy=settings.smoke_min_golden_accuracy,
+            canary_policy=CanaryPolicy(
+                min_requests=settings.canary_min_requests,
+                min_seconds=settings.canary_min_seconds,
+                max_seconds=settings.canary_max_seconds,
+                max_error_rate_delta=settings.canary_max_error_rate_delta,
+                max_p95_ratio=settings.canary_max_p95_ratio,
+            ),
+        )
+        manager = SlotManager(config, loader_factory(settings, registry), load_executor)
+        controller = Controller(
+            registry,
+            manager,
+            registry_executor,
+            poll_interval_s=settings.poll_interval_s,
+            control_interval_s=settings.control_interval_s,
+            backoff_base_s=settings.registry_backoff_base_s,
+            backoff_max_s=settings.registry_backoff_max_s,
+        )
+        manager.set_listener(controller)
+        predictor = Predictor(
+            manager,
+            predict_executor,
+            max_pending=settings.max_pending_requests,
+            inline_max_chars=settings.inline_predict_max_chars,
+            shadow_fraction=settings.canary_shadow_fraction,
+            model_name=settings.model_name,
+        )
+        return cls(
+            settings, registry, manager, controller, predictor,
+            [predict_executor, load_executor, registry_executor],
+        )  # fmt: skip
+
+    def readiness(self) -> tuple[bool, str]:
+        live = self.manager.live
+        if live is not None:
+            return True, "serving"
+        if self.manager.busy:
+            return False, "loading a model version"
+        if self.controller.last_error:
+            return False, f"registry unreachable: {self.controller.last_error}"
+        if self.manager.last_failure:
+            return False, f"no servable version: {self.manager.last_failure}"
+        result = self.controller.last_result
+        if result is not None and result.detail:
+            return False, f"{result.status.value}: {result.detail}"
+        return False, self.status
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.manager.close()
+        for executor in self.executors:
+            executor.shutdown(wait=False, cancel_futures=True)
+        event(log, "runtime.closed")

@@ -1,0 +1,412 @@
+"""The manager: load → smoke → (canary) → promote → drain → free, one transition at a time.
+
+Like TF Serving's availability-preserving policy, a new version is fully loaded and checked
+before the old one stops serving, and the old one is released only after its last request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import enum
+import gc
+import logging
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Protocol
+
+import attrs
+
+from bluegreen import metrics
+from bluegreen.logging import event
+from bluegreen.serving.canary import CanaryPolicy, Decision, judge
+from bluegreen.serving.model_handle import LoadedModel, ModelRef
+from bluegreen.serving.router import Router, Snapshot
+from bluegreen.serving.slot import Slot, SlotState
+from bluegreen.serving.smoke import SmokeFailed, SmokeReport, run_smoke
+
+log = logging.getLogger("bluegreen.lifecycle")
+
+Loader = Callable[[ModelRef], LoadedModel]
+
+
+class Outcome(enum.StrEnum):
+    PROMOTED = "promoted"
+    CANARY = "canary"
+    REJECTED = "rejected"
+    UNCHANGED = "unchanged"
+    TRANSIENT = "transient"
+    """Load failed for a reason outside the version (registry/artifact store unreachable)."""
+
+
+@attrs.frozen
+class DeployResult:
+    outcome: Outcome
+    version: int | None
+    reason: str = ""
+    stage: str = ""
+    """Where a rejection happened: load, smoke or canary."""
+
+
+class TransientLoadError(Exception):
+    """Raised by a loader when the failure is the environment's, not the version's."""
+
+
+class Listener(Protocol):
+    """The control layer's hooks (registry tags, alias moves); serving never calls MLflow."""
+
+    async def on_rejected(self, ref: ModelRef, reason: str, stage: str) -> None: ...
+
+
+@attrs.frozen
+class LifecycleConfig:
+    model_name: str = "ensemble-sentiment-model"
+    canary_percent: float = 0.0
+    retain_previous: bool = False
+    drain_timeout_s: float = 30.0
+    load_timeout_s: float = 300.0
+    smoke_latency_budget_ms: float = 250.0
+    smoke_min_golden_accuracy: float = 0.6
+    canary_policy: CanaryPolicy = attrs.field(factory=CanaryPolicy)
+    canary_check_interval_s: float = 0.5
+
+
+def _malloc_trim() -> None:
+    """Return freed heap pages to the OS (glibc only); without it RSS never goes down."""
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return
+    try:
+        ctypes.CDLL(libc_name).malloc_trim(0)
+    except (OSError, AttributeError):  # musl/macOS: no malloc_trim
+        return
+
+
+class SlotManager:
+    def __init__(
+        self,
+        config: LifecycleConfig,
+        loader: Loader,
+        load_executor: Executor,
+        listener: Listener | None = None,
+    ) -> None:
+        self.config = config
+        self.router = Router()
+        self.slots = (Slot("blue"), Slot("green"))
+        self.previous: ModelRef | None = None
+        self.canary_percent = config.canary_percent
+        self._loader = loader
+        self._load_executor = load_executor
+        self._listener = listener
+        self._lock = asyncio.Lock()
+        self._drains: dict[str, asyncio.Task[None]] = {}
+        self._canary_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[object]] = set()
+        self.last_failure: str | None = None
+
+    def set_listener(self, listener: Listener) -> None:
+        self._listener = listener
+
+    # --- views -----------------------------------------------------------------------------
+    @property
+    def live(self) -> Slot | None:
+        return self.router.snapshot.live
+
+    @property
+    def candidate(self) -> Slot | None:
+        return self.router.snapshot.candidate
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    def retained(self) -> Slot | None:
+        return next((s for s in self.slots if s.state is SlotState.RETAINED), None)
+
+    def describe(self) -> dict[str, object]:
+        snap = self.router.snapshot
+        return {
+            "live": snap.live.name if snap.live else None,
+            "candidate": snap.candidate.name if snap.candidate else None,
+            "canary_share": snap.canary_share,
+            "canary_percent": self.canary_percent,
+            "previous_version": self.previous.version if self.previous else None,
+            "last_failure": self.last_failure,
+            "slots": [s.describe() for s in self.slots],
+        }
+
+    # --- deploy ----------------------------------------------------------------------------
+    async def deploy(self, ref: ModelRef, *, canary: bool = True) -> DeployResult:
+        """Make `ref` serve (or canary) unless it already does. Serialised with other changes."""
+        async with self._lock:
+            return await self._deploy_locked(ref, canary=canary)
+
+    async def _deploy_locked(self, ref: ModelRef, *, canary: bool) -> DeployResult:
+        live, cand = self.live, self.candidate
+        if live is not None and live.version == ref.version:
+            return DeployResult(Outcome.UNCHANGED, ref.version, "already live")
+        if cand is not None and cand.version == ref.version:
+            return DeployResult(Outcome.UNCHANGED, ref.version, "already the candidate")
+        retained = self.retained()
+        if retained is not None and retained.version == ref.version:
+            self._promote(retained, reason="retained version requested")
+            return DeployResult(Outcome.PROMOTED, ref.version, "instant flip to retained slot")
+        if cand is not None:
+            await self._end_candidate(cand, reason=f"superseded by version {ref.version}")
+
+        slot = await self._claim_idle_slot()
+        slot.transition(SlotState.LOADING)
+        event(log, "model.load.start", version=ref.version, slot=slot.name, uri=ref.uri)
+        metrics.MODEL_LOAD_TOTAL.labels(self.config.model_name).inc()
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            model = await asyncio.wait_for(
+                loop.run_in_executor(self._load_executor, self._loader, ref),
+                timeout=self.config.load_timeout_s,
+            )
+        except TransientLoadError as exc:
+            slot.transition(SlotState.EMPTY)
+            event(log, "model.load.transient", logging.WARNING, version=ref.version,
+                  slot=slot.name, error=str(exc))  # fmt: skip
+            return DeployResult(Outcome.TRANSIENT, ref.version, str(exc), "load")
+        except Exception as exc:
+            slot.transition(SlotState.EMPTY)
+            reason = (
+                f"{type(exc).__name__}: {exc}"
+                if not isinstance(exc, TimeoutError)
+                else (f"load exceeded {self.config.load_timeout_s}s")
+            )
+            return await self._reject(slot, ref, reason[:500], "load")
+        load_s = time.perf_counter() - started
+        metrics.MODEL_LOAD_DURATION.labels(self.config.model_name).observe(load_s)
+        event(log, "model.load.end", version=ref.version, slot=slot.name,
+              duration_s=round(load_s, 3), fast_path=model.fast_path)  # fmt: skip
+
+        slot.transition(SlotState.SMOKE)
+        try:
+            report = await loop.run_in_executor(self._load_executor, self._smoke, model)
+        except SmokeFailed as exc:
+            del model
+            slot.transition(SlotState.EMPTY)
+            _collect()
+            return await self._reject(slot, ref, str(exc), "smoke")
+        event(log, "model.smoke.passed", version=ref.version, slot=slot.name,
+              golden_accuracy=report.golden_accuracy,
+              median_single_ms=round(report.median_single_ms, 3))  # fmt: skip
+        metrics.MODEL_LOAD_SUCCESS_TOTAL.labels(self.config.model_name).inc()
+        slot.install(model)
+        del model
+
+        if canary and self.canary_percent > 0 and self.live is not None:
+            self._start_canary(slot)
+            return DeployResult(Outcome.CANARY, ref.version, f"canary at {self.canary_percent}%")
+        self._promote(slot, reason="smoke passed")
+        return DeployResult(Outcome.PROMOTED, ref.version, "smoke passed")
+
+    def _smoke(self, model: LoadedModel) -> SmokeReport:
+        return run_smoke(
+            model,
+            latency_budget_ms=self.config.smoke_latency_budget_ms,
+            min_golden_accuracy=self.config.smoke_min_golden_accuracy,
+        )
+
+    async def _claim_idle_slot(self) -> Slot:
+        live = self.live
+        slot = next(s for s in self.slots if s is not live)
+        drain = self._drains.get(slot.name)
+        if drain is not None:
+            await asyncio.shield(drain)
+        if slot.state is SlotState.RETAINED:
+            self._free(slot)
+        return slot
+
+    async def _reject(self, slot: Slot, ref: ModelRef, reason: str, stage: str) -> DeployResult:
+        slot.last_failure = f"version {ref.version} {stage}: {reason}"
+        self.last_failure = slot.last_failure
+        reason_label = {"load": "load_error", "smoke": "smoke_failed"}.get(stage, stage)
+        metrics.MODEL_LOAD_FAILURES.labels(self.config.model_name, reason_label).inc()
+        metrics.MODEL_LAST_FAILURE_TIMESTAMP.labels(self.config.model_name).set(time.time())
+        event(log, "model.rejected", logging.ERROR, version=ref.version, slot=slot.name,
+              stage=stage, reason=reason)  # fmt: skip
+        if self._listener is not None:
+            await self._listener.on_rejected(ref, reason, stage)
+        return DeployResult(Outcome.REJECTED, ref.version, reason, stage)
+
+    # --- promote / drain / free ------------------------------------------------------------
+    def _promote(self, slot: Slot, *, reason: str) -> None:
+        old = self.live
+        slot.transition(SlotState.LIVE)
+        self._stop_canary_task()
+        self.router.publish(Snapshot(live=slot))
+        metrics.CANARY_SHARE.set(0)
+        name = self.config.model_name
+        metrics.MODEL_VERSION_INFO.labels(name, str(slot.version), slot.name).set(1)
+        if old is not None and old.ref is not None:
+            metrics.MODEL_VERSION_INFO.labels(name, str(old.version), old.name).set(0)
+            metrics.MODEL_HOT_SWAP_TOTAL.labels(name).inc()
+            self.previous = old.ref
+            old.transition(SlotState.DRAINING)
+            self._spawn_drain(old, retain=self.config.retain_previous)
+        event(log, "model.promoted", version=slot.version, slot=slot.name, reason=reason,
+              previous_version=old.version if old else None,
+              previous_slot=old.name if old else None)  # fmt: skip
+
+    def _spawn_drain(self, slot: Slot, *, retain: bool) -> None:
+        task = asyncio.get_running_loop().create_task(self._drain(slot, retain=retain))
+        self._drains[slot.name] = task
+        task.add_done_callback(lambda _: self._drains.pop(slot.name, None))
+
+    async def _drain(self, slot: Slot, *, retain: bool) -> None:
+        started = time.monotonic()
+        deadline = started + self.config.drain_timeout_s
+        # inflight drops via call_soon_threadsafe from worker threads; a 5 ms poll is simpler
+        # than an event per release and bounds the extra drain latency.
+        while slot.inflight > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        waited = time.monotonic() - started
+        metrics.SLOT_DRAIN_DURATION.labels(slot.name).observe(waited)
+        event(log, "slot.drained", version=slot.version, slot=slot.name,
+              waited_s=round(waited, 4), still_in_flight=slot.inflight)  # fmt: skip
+        if retain:
+            slot.transition(SlotState.RETAINED)
+            event(log, "slot.retained", version=slot.version, slot=slot.name)
+        else:
+            self._free(slot)
+
+    def _free(self, slot: Slot) -> bool:
+        """Drop the slot's model and prove with a weakref that its memory is unreachable."""
+        model = slot.take_model()
+        if slot.state is not SlotState.EMPTY:
+            slot.transition(SlotState.EMPTY)
+        if model is None:
+            return True
+        version = model.ref.version
+        target = model.keepalive if model.keepalive is not None else model
+        probe = weakref.ref(target)
+        del model, target
+        _collect()
+        freed = probe() is None
+        name = self.config.model_name
+        (metrics.MODELS_FREED if freed else metrics.MODEL_FREE_LEAKS).labels(name).inc()
+        metrics.sample_process_metrics()
+        event(log, "model.freed" if freed else "model.free.leak",
+              logging.INFO if freed else logging.WARNING, version=version, slot=slot.name,
+              unreachable=freed)  # fmt: skip
+        return freed
+
+    # --- canary ----------------------------------------------------------------------------
+    def _start_canary(self, slot: Slot) -> None:
+        live = self.live
+        assert live is not None
+        slot.transition(SlotState.CANARY)
+        live.reset_window()
+        slot.reset_window()
+        share = self.canary_percent / 100
+        self.router.publish(Snapshot(live=live, candidate=slot, canary_share=share))
+        metrics.CANARY_SHARE.set(share)
+        event(log, "canary.started", version=slot.version, slot=slot.name,
+              live_version=live.version, share=share)  # fmt: skip
+        self._canary_task = asyncio.get_running_loop().create_task(self._watch_canary(slot))
+
+    def _stop_canary_task(self) -> None:
+        task, self._canary_task = self._canary_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _watch_canary(self, slot: Slot) -> None:
+        policy = self.config.canary_policy
+        while True:
+            await asyncio.sleep(self.config.canary_check_interval_s)
+            live = self.live
+            if self.candidate is not slot or live is None:
+                return
+            verdict = judge(slot.window, live.window, policy, time.monotonic())
+            if verdict.decision is Decision.WAIT:
+                continue
+            async with self._lock:
+                if self.candidate is not slot:
+                    return
+                self._canary_task = None
+                if verdict.decision is Decision.PROMOTE:
+                    metrics.CANARY_DECISIONS.labels(self.config.model_name, "promoted").inc()
+                    self._promote(slot, reason=f"canary passed: {verdict.reason}")
+                else:
+                    ref = slot.ref
+                    assert ref is not None
+                    metrics.CANARY_DECISIONS.labels(self.config.model_name, "rejected").inc()
+                    metrics.CANARY_LAST_REJECTED_TIMESTAMP.labels(self.config.model_name).set(
+                        time.time()
+                    )
+                    await self._end_candidate(slot, reason=verdict.reason)
+                    await self._reject(slot, ref, verdict.reason, "canary")
+            return
+
+    async def _end_candidate(self, slot: Slot, *, reason: str) -> None:
+        """Take the candidate out of traffic, let its requests finish, free it."""
+        live = self.live
+        self._stop_canary_task()
+        self.router.publish(Snapshot(live=live))
+        metrics.CANARY_SHARE.set(0)
+        event(log, "canary.ended", version=slot.version, slot=slot.name, reason=reason)
+        slot.transition(SlotState.DRAINING)
+        self._spawn_drain(slot, retain=False)
+        await asyncio.shield(self._drains[slot.name])
+
+    def set_canary_percent(self, percent: float) -> None:
+        self.canary_percent = percent
+        snap = self.router.snapshot
+        if snap.candidate is not None:
+            self.router.publish(attrs.evolve(snap, canary_share=percent / 100))
+            metrics.CANARY_SHARE.set(percent / 100)
+        event(log, "canary.share.set", percent=percent)
+
+    # --- admin operations ------------------------------------------------------------------
+    async def promote_candidate(self) -> ModelRef | None:
+        async with self._lock:
+            cand = self.candidate
+            if cand is None:
+                return None
+            metrics.CANARY_DECISIONS.labels(self.config.model_name, "promoted").inc()
+            ref = cand.ref
+            self._promote(cand, reason="admin promote")
+            return ref
+
+    async def abort_candidate(self, reason: str) -> ModelRef | None:
+        async with self._lock:
+            cand = self.candidate
+            if cand is None:
+                return None
+            ref = cand.ref
+            metrics.CANARY_DECISIONS.labels(self.config.model_name, "aborted").inc()
+            await self._end_candidate(cand, reason=reason)
+            return ref
+
+    async def rollback_instant(self) -> ModelRef | None:
+        """Flip back to the retained previous version; None when nothing is retained."""
+        async with self._lock:
+            retained = self.retained()
+            if retained is None or retained.ref is None:
+                return None
+            ref = retained.ref
+            metrics.ROLLBACKS.labels(self.config.model_name).inc()
+            self._promote(retained, reason="rollback")
+            return ref
+
+    async def run_exclusive(self, action: Callable[[], Awaitable[object]]) -> object:
+        async with self._lock:
+            return await action()
+
+    async def close(self) -> None:
+        self._stop_canary_task()
+        drains = list(self._drains.values())
+        if drains:
+            await asyncio.wait(drains, timeout=self.config.drain_timeout_s)
+
+
+def _collect() -> None:
+    gc.collect()
+    _malloc_trim()

@@ -1,0 +1,174 @@
+"""The request path: admit, pick a slot from the snapshot, lease it, predict, release.
+
+A canary failure is retried on the live slot, so a bad candidate costs latency, not errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor
+
+import attrs
+import numpy as np
+from numpy.typing import NDArray
+
+from bluegreen import metrics
+from bluegreen.logging import event
+from bluegreen.serving.contract import LABELS
+from bluegreen.serving.lifecycle import SlotManager
+from bluegreen.serving.slot import Slot
+
+log = logging.getLogger("bluegreen.predictor")
+
+
+class NoLiveModel(Exception):
+    """No version is serving yet (starting, or the registry has been unreachable)."""
+
+
+class Overloaded(Exception):
+    """More requests are waiting than this worker admits; shed instead of queueing forever."""
+
+
+class ModelFailed(Exception):
+    """The live model raised or broke the output contract for this request."""
+
+
+@attrs.frozen
+class Prediction:
+    probabilities: NDArray[np.float64]
+    """(n, len(LABELS)) rows in LABELS order."""
+    version: int
+    slot: str
+
+    def label_indices(self) -> NDArray[np.intp]:
+        indices: NDArray[np.intp] = self.probabilities.argmax(axis=1)
+        return indices
+
+
+class Predictor:
+    def __init__(
+        self,
+        manager: SlotManager,
+        executor: Executor,
+        *,
+        max_pending: int,
+        inline_max_chars: int,
+        shadow_fraction: float,
+        model_name: str,
+    ) -> None:
+        self._manager = manager
+        self._executor = executor
+        self._max_pending = max_pending
+        self._inline_max_chars = inline_max_chars
+        self._shadow_fraction = shadow_fraction
+        self._model_name = model_name
+        self._pending = 0
+        self._shadows: set[asyncio.Task[None]] = set()
+        self._rng = random.Random()
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def predict(self, texts: Sequence[str], client_key: str | None = None) -> Prediction:
+        if self._pending >= self._max_pending:
+            metrics.REQUESTS_SHED.labels("overloaded").inc()
+            raise Overloaded(f"{self._pending} requests pending")
+        snapshot = self._manager.router.snapshot
+        slot = snapshot.choose(client_key, self._rng)
+        if slot is None:
+            metrics.REQUESTS_SHED.labels("no_model").inc()
+            raise NoLiveModel("no model version is live yet")
+        self._pending += 1
+        try:
+            try:
+                result = await self._run(slot, texts)
+            except ModelFailed:
+                # Re-read the snapshot: a promotion may have happened while we awaited.
+                live = self._manager.router.snapshot.live
+                if slot is live or live is None or live.model is None:
+                    raise
+                # The candidate failed: answer from live; the canary judge sees the error.
+                result = await self._run(live, texts)
+            else:
+                if (
+                    slot is snapshot.live
+                    and snapshot.candidate is not None
+                    and self._shadow_fraction > 0
+                    and self._rng.random() < self._shadow_fraction
+                ):
+                    self._shadow(snapshot.candidate, texts, result)
+            return result
+        finally:
+            self._pending -= 1
+
+    async def _run(self, slot: Slot, texts: Sequence[str]) -> Prediction:
+        model = slot.acquire()
+        version = model.ref.version
+        started = time.perf_counter()
+        if len(texts) == 1 and len(texts[0]) <= self._inline_max_chars:
+            # Tens of µs on the loop beat a thread hop; bounded by inline_max_chars.
+            try:
+                probs = model.predict(texts)
+            except Exception as exc:
+                self._failed(slot, version, started, exc)
+                raise ModelFailed(str(exc)) from exc
+            latency = time.perf_counter() - started
+            slot.release(latency, ok=True)
+        else:
+            loop = asyncio.get_running_loop()
+            future = self._executor.submit(model.predict, texts)
+            del model
+
+            def release(done: object) -> None:
+                # Runs when the thread finishes even if the request was cancelled meanwhile,
+                # so a draining slot never frees a model a thread still uses.
+                latency = time.perf_counter() - started
+                ok = not future.cancelled() and future.exception() is None
+                loop.call_soon_threadsafe(slot.release, latency, ok)
+
+            future.add_done_callback(release)
+            try:
+                probs = await asyncio.wrap_future(future)
+            except Exception as exc:
+                self._failed(slot, version, started, exc, released=True)
+                raise ModelFailed(str(exc)) from exc
+            latency = time.perf_counter() - started
+        metrics.PREDICTION_DURATION.labels(slot.name, str(version)).observe(latency)
+        counts = np.bincount(probs.argmax(axis=1), minlength=len(LABELS))
+        for index, count in enumerate(counts):
+            if count:
+                metrics.PREDICTIONS.labels(slot.name, str(version), LABELS[index]).inc(int(count))
+        return Prediction(probs, version, slot.name)
+
+    def _failed(
+        self, slot: Slot, version: int, started: float, exc: Exception, *, released: bool = False
+    ) -> None:
+        if not released:
+            slot.release(time.perf_counter() - started, ok=False)
+        metrics.PREDICTION_ERRORS.labels(slot.name, str(version)).inc()
+        event(log, "predict.failed", logging.ERROR, version=version, slot=slot.name,
+              error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
+
+    def _shadow(self, candidate: Slot, texts: Sequence[str], live_result: Prediction) -> None:
+        """Score the same texts on the candidate off the request path and count disagreement."""
+
+        async def compare() -> None:
+            try:
+                shadow = await self._run(candidate, texts)
+            except Exception:
+                return
+            metrics.CANARY_COMPARED.labels(self._model_name).inc(len(texts))
+            differ = int((shadow.label_indices() != live_result.label_indices()).sum())
+            if differ:
+                metrics.CANARY_DISAGREEMENTS.labels(self._model_name).inc(differ)
+
+        if candidate.model is None:
+            return
+        task = asyncio.get_running_loop().create_task(compare())
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)

@@ -1,0 +1,55 @@
+# bluegreen task runner. `just` itself comes from PyPI: `pip install rust-just`.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := ".venv"
+py := venv / "bin/python"
+
+# list recipes
+default:
+    @just --list
+
+# create .venv and install the project with dev tools (idempotent, fast when up to date)
+setup:
+    command -v uv >/dev/null || python3 -m pip install -q uv
+    [ -x {{py}} ] || uv venv -q {{venv}}
+    uv pip install -q --python {{py}} -e '.[dev]'
+
+# system packages the integration tests use (Prometheus, promtool, wrk); needs root
+setup-system:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    missing=()
+    command -v prometheus >/dev/null || missing+=(prometheus)
+    command -v wrk >/dev/null || missing+=(wrk)
+    if [ ${#missing[@]} -gt 0 ]; then
+        SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+
+# serve on the embedded default (sqlite registry + local artifacts under .bluegreen/)
+run: setup
+    {{py}} -m bluegreen serve
+
+# the whole test suite (unit, integration with real mlflow/uvicorn/prometheus, ops checks)
+test: setup
+    {{py}} -m pytest -q -p no:cacheprovider
+
+# unit tests only (seconds)
+test-unit: setup
+    {{py}} -m pytest -q tests/unit
+
+# ruff + strict mypy
+lint: setup
+    {{py}} -m ruff check bluegreen tests loadtests bench
+    {{py}} -m ruff format --check bluegreen tests loadtests bench
+    {{py}} -m mypy
+
+# format the code
+fmt: setup
+    {{py}} -m ruff format bluegreen tests loadtests bench
+    {{py}} -m ruff check --fix bluegreen tests loadtests bench
+
+# train the ensemble; e.g. `just train --data ../shared/data/nsmc --register --alias production`
+train *ARGS: setup
+    {{py}} -m bluegreen train {{ARGS}}

@@ -1,0 +1,163 @@
+"""Test doubles for unit tests only (integration tests use a real mlflow server)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bluegreen.registry import ControlView, RegistryUnavailable, Target, UnknownVersion
+from bluegreen.serving.contract import LABELS
+from bluegreen.serving.lifecycle import Loader
+from bluegreen.serving.model_handle import LoadedModel, ModelRef
+from bluegreen.settings import Settings
+
+POSITIVE_WORDS = ("최고", "재밌", "재미있", "감동", "추천", "명작", "꿀잼", "훌륭")
+NEGATIVE_WORDS = ("최악", "지루", "재미없", "낭비", "쓰레기", "노잼", "엉망", "아깝")
+
+
+class KeywordModel:
+    """A tiny deterministic 'model' that passes the smoke gate."""
+
+    labels = LABELS
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.calls = 0
+
+    def predict_texts(self, texts: Sequence[str]) -> NDArray[np.float64]:
+        self.calls += 1
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        out = np.empty((len(texts), 3))
+        for i, text in enumerate(texts):
+            pos = sum(w in text for w in POSITIVE_WORDS)
+            neg = sum(w in text for w in NEGATIVE_WORDS)
+            logits = np.array([neg, 0.5, pos], dtype=np.float64)
+            e = np.exp(logits - logits.max())
+            out[i] = e / e.sum()
+        return out
+
+
+class BrokenModel(KeywordModel):
+    """Misbehaves in a chosen way: raise, nan, negative, unnormalised, wrong_shape."""
+
+    def __init__(self, mode: str, delay_s: float = 0.0) -> None:
+        super().__init__(delay_s)
+        self.mode = mode
+
+    def predict_texts(self, texts: Sequence[str]) -> NDArray[np.float64]:
+        good = super().predict_texts(texts)
+        if self.mode == "raise":
+            raise RuntimeError("model exploded")
+        if self.mode == "nan":
+            good[:, 0] = np.nan
+        elif self.mode == "negative":
+            good[:, 0] = -0.5
+        elif self.mode == "unnormalised":
+            good = good * 3
+        elif self.mode == "wrong_shape":
+            good = good[:, :2]
+        elif self.mode == "swapped":
+            good = good[:, ::-1].copy()
+        return good
+
+
+def loaded(version: int, model: Any = None, name: str = "m") -> LoadedModel:
+    model = model or KeywordModel()
+    ref = ModelRef(name, version, f"models:/{name}/{version}", run_id=f"run{version}")
+    return LoadedModel(ref, model.predict_texts, None, True, keepalive=model)
+
+
+class FakeLoader:
+    """Maps versions to model factories; unknown versions load a KeywordModel."""
+
+    def __init__(self) -> None:
+        self.factories: dict[int, Callable[[], Any]] = {}
+        self.failures: dict[int, Exception] = {}
+        self.load_delay_s = 0.0
+        self.loaded: list[int] = []
+        self.gate: threading.Event | None = None
+
+    def __call__(self, ref: ModelRef) -> LoadedModel:
+        if self.gate is not None:
+            self.gate.wait(10)
+        if self.load_delay_s:
+            time.sleep(self.load_delay_s)
+        self.loaded.append(ref.version)
+        if ref.version in self.failures:
+            raise self.failures[ref.version]
+        model = self.factories.get(ref.version, KeywordModel)()
+        return LoadedModel(ref, model.predict_texts, None, True, keepalive=model)
+
+    def factory(self, settings: Settings, registry: Any) -> Loader:
+        return self
+
+
+class FakeRegistry:
+    """In-memory registry with the `bluegreen.registry.Registry` interface."""
+
+    def __init__(self, model_name: str = "ensemble-sentiment-model") -> None:
+        self.model_name = model_name
+        self.versions: dict[int, dict[str, str]] = {}
+        self.alias: int | None = None
+        self.canary_percent: float | None = None
+        self.down = False
+        self.calls = 0
+
+    def _check(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise RegistryUnavailable("connection refused")
+
+    def add(self, version: int, *, alias: bool = True) -> None:
+        self.versions[version] = {}
+        if alias:
+            self.alias = version
+
+    def model_uri(self, version: int) -> str:
+        return f"models:/{self.model_name}/{version}"
+
+    def resolve(self) -> Target | None:
+        self._check()
+        if self.alias is None:
+            return None
+        tags = self.versions[self.alias]
+        return Target(self.alias, None, "alias:production", tags.get("bluegreen.rejected"))
+
+    def control_view(self) -> ControlView:
+        self._check()
+        return ControlView(self.alias, self.canary_percent)
+
+    def alias_version(self) -> int | None:
+        return self.control_view().alias_version
+
+    def get(self, version: int) -> Target:
+        self._check()
+        if version not in self.versions:
+            raise UnknownVersion(str(version))
+        return Target(version, None, "pinned", self.versions[version].get("bluegreen.rejected"))
+
+    def has_versions(self) -> bool:
+        self._check()
+        return bool(self.versions)
+
+    def tag_rejected(self, version: int, reason: str) -> None:
+        self._check()
+        self.versions[version]["bluegreen.rejected"] = reason
+
+    def set_alias(self, version: int, *, who: str, why: str) -> None:
+        self._check()
+        self.alias = version
+        self.versions[version]["bluegreen.promoted_by"] = f"{who}: {why}"
+
+    def restore_alias(self, live_version: int, rejected_version: int) -> None:
+        self.set_alias(live_version, who="bluegreen", why=f"{rejected_version} rejected")
+
+    def set_canary_percent(self, percent: float) -> None:
+        self._check()
+        self.canary_percent = percent

@@ -1,0 +1,138 @@
+"""Put real versions into a real MLflow registry: good, misbehaving, corrupt or missing ones."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bluegreen.serving.smoke import GOLDEN_SET, ODD_INPUTS
+
+SUPPORT = Path(__file__).resolve().parent
+MODEL_NAME = "ensemble-sentiment-model"
+SAFE_TEXTS = [text for text, _ in GOLDEN_SET] + list(ODD_INPUTS)
+"""Texts the smoke gate uses; `traffic_*` test models behave on these only."""
+
+
+class TestRegistry:
+    """Registers versions of the test pyfunc model in a real tracking server."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, tracking_uri: str, model_name: str = MODEL_NAME) -> None:
+        import mlflow
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.model_name = model_name
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        mlflow.set_tracking_uri(tracking_uri)
+        if mlflow.get_experiment_by_name("bluegreen-tests") is None:
+            mlflow.create_experiment("bluegreen-tests")
+        mlflow.set_experiment("bluegreen-tests")
+        self._sources: dict[str, tuple[str, str, str | None]] = {}
+
+    def _log(self, config: dict[str, Any]) -> tuple[str, str, str | None]:
+        """Log (once per config) and return (source, run_id, model_id)."""
+        import mlflow
+        import sys
+
+        key = repr(sorted(config.items()))
+        if key in self._sources:
+            return self._sources[key]
+        sys.path.insert(0, str(SUPPORT))
+        try:
+            from pyfunc_models import KeywordSentiment
+        finally:
+            sys.path.remove(str(SUPPORT))
+        with mlflow.start_run() as run:
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=KeywordSentiment(),
+                code_paths=[str(SUPPORT / "pyfunc_models.py")],
+                pip_requirements=["mlflow", "numpy", "pandas"],
+                model_config=config,
+            )
+        self._sources[key] = (info.model_uri, run.info.run_id, info.model_id)
+        return self._sources[key]
+
+    def register(
+        self, mode: str = "good", *, alias: str | None = "production", **config: Any
+    ) -> int:
+        """Register a new version of the keyword model; point `alias` at it."""
+        config = {"mode": mode, "safe_texts": SAFE_TEXTS, **config}
+        source, run_id, model_id = self._log(config)
+        return self._create(source, run_id, alias, model_id)
+
+    def _create(
+        self, source: str, run_id: str | None, alias: str | None, model_id: str | None = None
+    ) -> int:
+        with _quiet():
+            try:
+                self.client.create_registered_model(self.model_name)
+            except Exception:  # noqa: BLE001, S110 - already exists
+                pass
+        mv = self.client.create_model_version(
+            self.model_name, source=source, run_id=run_id, model_id=model_id
+        )
+        version = int(mv.version)
+        if alias:
+            self.set_alias(version, alias)
+        return version
+
+    def set_alias(self, version: int, alias: str = "production") -> None:
+        self.client.set_registered_model_alias(self.model_name, alias, str(version))
+
+    def alias_version(self, alias: str = "production") -> int:
+        return int(self.client.get_model_version_by_alias(self.model_name, alias).version)
+
+    def tags(self, version: int) -> dict[str, str]:
+        return dict(self.client.get_model_version(self.model_name, str(version)).tags)
+
+    def register_corrupt(self, *, alias: str | None = "production") -> int:
+        """A version whose pickled python model is garbage bytes."""
+        import mlflow
+
+        sys_path_model = Path(tempfile.mkdtemp()) / "model"
+        import sys
+
+        sys.path.insert(0, str(SUPPORT))
+        try:
+            from pyfunc_models import KeywordSentiment
+        finally:
+            sys.path.remove(str(SUPPORT))
+        mlflow.pyfunc.save_model(
+            str(sys_path_model),
+            python_model=KeywordSentiment(),
+            code_paths=[str(SUPPORT / "pyfunc_models.py")],
+            pip_requirements=["mlflow"],
+        )
+        for pickled in sys_path_model.glob("*.pkl"):
+            pickled.write_bytes(b"\x80\x05 this is not a pickle")
+        with mlflow.start_run() as run:
+            mlflow.log_artifacts(str(sys_path_model), "model")
+            source = f"{run.info.artifact_uri}/model"
+        shutil.rmtree(sys_path_model.parent, ignore_errors=True)
+        return self._create(source, run.info.run_id, alias)
+
+    def register_missing(self, *, alias: str | None = "production") -> int:
+        """A version whose artifacts do not exist."""
+        import mlflow
+
+        with mlflow.start_run() as run:
+            source = f"{run.info.artifact_uri}/no-such-model"
+        return self._create(source, run.info.run_id, alias)
+
+
+class _quiet:
+    def __enter__(self) -> None:
+        import logging
+
+        self._level = logging.getLogger("mlflow").level
+        logging.getLogger("mlflow").setLevel(logging.CRITICAL)
+
+    def __exit__(self, *exc: object) -> None:
+        import logging
+
+        logging.getLogger("mlflow").setLevel(self._level)
