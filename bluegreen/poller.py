@@ -143,8 +143,11 @@ class Controller:
         self._apply_canary_percent(view.canary_percent)
         wanted = view.alias_version
         cand = self.manager.candidate
-        current = {self._live_version(), cand.version if cand else None}
-        if wanted is None or wanted in current or wanted in self.rejected:
+        if wanted is None or wanted in self.rejected:
+            return None
+        if wanted == self._live_version() and cand is None:
+            return None
+        if cand is not None and wanted == cand.version:
             return None
         return await self.reconcile()
 
@@ -160,7 +163,13 @@ class Controller:
             return ReconcileResult(
                 ReconcileStatus.SKIPPED_REJECTED, target.version, target.source, reason
             )
-        result = await self.manager.deploy(self._ref(target))
+        live, cand = self.manager.live, self.manager.candidate
+        if live is not None and live.version == target.version and cand is not None:
+            # The alias moved away from our candidate (another process rejected it, or an
+            # admin pinned live): stop canarying it here too.
+            await self.manager.abort_candidate(reason="alias no longer names the candidate")
+        vetted = target.promoted_by is not None
+        result = await self.manager.deploy(self._ref(target), canary=not vetted)
         return self._from_deploy(result, target.source)
 
     def _ref(self, target: Target) -> ModelRef:
@@ -249,6 +258,16 @@ class Controller:
                 # The alias must always name a servable version, or a fresh worker would
                 # come up with nothing to serve.
                 await self._registry(self.registry.restore_alias, live.version, ref.version)
+        except (RegistryUnavailable, UnknownVersion) as exc:
+            event(log, "registry.tag.failed", logging.WARNING, version=ref.version,
+                  error=str(exc)[:300])  # fmt: skip
+
+    async def on_canary_passed(self, ref: ModelRef, reason: str) -> None:
+        """Record the verdict so processes that start later promote it without a canary."""
+        try:
+            await self._registry(
+                lambda: self.registry.mark_promoted(ref.version, who="bluegreen canary", why=reason)
+            )
         except (RegistryUnavailable, UnknownVersion) as exc:
             event(log, "registry.tag.failed", logging.WARNING, version=ref.version,
                   error=str(exc)[:300])  # fmt: skip

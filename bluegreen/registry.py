@@ -38,6 +38,9 @@ class Target:
     """`alias:production`, `stage:Production`, `pinned`..."""
     rejected: str | None = None
     """The reason another process rejected it, if any."""
+    promoted_by: str | None = None
+    """Set when an admin action or a canary decision already vetted this version: every
+    process then promotes it directly instead of running its own canary."""
 
 
 @attrs.frozen
@@ -85,7 +88,9 @@ class Registry:
 
     def _target(self, mv: Any, source: str) -> Target:
         tags = dict(getattr(mv, "tags", {}) or {})
-        return Target(int(mv.version), mv.run_id, source, tags.get(REJECTED_TAG))
+        return Target(
+            int(mv.version), mv.run_id, source, tags.get(REJECTED_TAG), tags.get(PROMOTED_BY_TAG)
+        )
 
     def resolve(self) -> Target | None:
         """The version that should serve: alias first, then the latest in each fallback stage."""
@@ -155,9 +160,13 @@ class Registry:
         )
 
     def set_alias(self, version: int, *, who: str, why: str) -> None:
+        # Tag first: a process that sees the new alias must also see that it was vetted.
+        self.mark_promoted(version, who=who, why=why)
         self._call(
             self._client.set_registered_model_alias, self.model_name, self.alias, str(version)
         )
+
+    def mark_promoted(self, version: int, *, who: str, why: str) -> None:
         self._call(
             self._client.set_model_version_tag,
             self.model_name, str(version), PROMOTED_BY_TAG, f"{who}: {why}"[:4000],

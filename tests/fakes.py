@@ -127,7 +127,13 @@ class FakeRegistry:
         if self.alias is None:
             return None
         tags = self.versions[self.alias]
-        return Target(self.alias, None, "alias:production", tags.get("bluegreen.rejected"))
+        return Target(
+            self.alias,
+            None,
+            "alias:production",
+            tags.get("bluegreen.rejected"),
+            tags.get("bluegreen.promoted_by"),
+        )
 
     def control_view(self) -> ControlView:
         self._check()
@@ -155,9 +161,41 @@ class FakeRegistry:
         self.alias = version
         self.versions[version]["bluegreen.promoted_by"] = f"{who}: {why}"
 
+    def mark_promoted(self, version: int, *, who: str, why: str) -> None:
+        self._check()
+        self.versions[version]["bluegreen.promoted_by"] = f"{who}: {why}"
+
     def restore_alias(self, live_version: int, rejected_version: int) -> None:
         self.set_alias(live_version, who="bluegreen", why=f"{rejected_version} rejected")
 
     def set_canary_percent(self, percent: float) -> None:
         self._check()
         self.canary_percent = percent
+
+
+class SwitchableModel(KeywordModel):
+    """A KeywordModel that passes smoke and starts raising once `failing` is set."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        super().__init__(delay_s)
+        self.failing = False
+
+    def predict_texts(self, texts: Sequence[str]) -> NDArray[np.float64]:
+        if self.failing:
+            self.calls += 1
+            raise RuntimeError("candidate broke under traffic")
+        return super().predict_texts(texts)
+
+
+class RecordingListener:
+    """A lifecycle `Listener` that records every rejection and canary pass it is told about."""
+
+    def __init__(self) -> None:
+        self.rejected: list[tuple[int, str, str]] = []
+        self.passed: list[tuple[int, str]] = []
+
+    async def on_rejected(self, ref: ModelRef, reason: str, stage: str) -> None:
+        self.rejected.append((ref.version, reason, stage))
+
+    async def on_canary_passed(self, ref: ModelRef, reason: str) -> None:
+        self.passed.append((ref.version, reason))

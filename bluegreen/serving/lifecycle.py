@@ -60,6 +60,8 @@ class Listener(Protocol):
 
     async def on_rejected(self, ref: ModelRef, reason: str, stage: str) -> None: ...
 
+    async def on_canary_passed(self, ref: ModelRef, reason: str) -> None: ...
+
 
 @attrs.frozen
 class LifecycleConfig:
@@ -333,7 +335,10 @@ class SlotManager:
                 self._canary_task = None
                 if verdict.decision is Decision.PROMOTE:
                     metrics.CANARY_DECISIONS.labels(self.config.model_name, "promoted").inc()
+                    ref = slot.ref
                     self._promote(slot, reason=f"canary passed: {verdict.reason}")
+                    if self._listener is not None and ref is not None:
+                        await self._listener.on_canary_passed(ref, verdict.reason)
                 else:
                     ref = slot.ref
                     assert ref is not None

@@ -118,7 +118,7 @@ class MlflowServer(Process):
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         super().__init__(args, env, workdir / "mlflow-server.log", workdir)
 
-    def start(self, timeout: float = 90.0) -> None:
+    def start(self, timeout: float = 240.0) -> None:
         super().start()
         wait_http(f"{self.url}/health", timeout=timeout, proc=self.proc)
 
@@ -160,7 +160,7 @@ class AppServer(Process):
         args = [sys.executable, "-m", "bluegreen", "serve"]
         super().__init__(args, full_env, workdir / "app.log", REPO)
 
-    def start(self, timeout: float = 60.0, *, ready: bool = True) -> None:
+    def start(self, timeout: float = 180.0, *, ready: bool = True) -> None:
         super().start()
         wait_http(f"{self.url}/healthz", timeout=timeout, proc=self.proc)
         if ready:
