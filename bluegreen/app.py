@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
@@ -15,6 +16,7 @@ from bluegreen import metrics
 from bluegreen.api.admin import admin_router
 from bluegreen.api.errors import EXCEPTION_HANDLERS
 from bluegreen.api.health import MetricsController, healthz, readyz
+from bluegreen.api.limits import BodyTimeoutMiddleware
 from bluegreen.api.predict import predict_router
 from bluegreen.bootstrap import bootstrap_if_empty
 from bluegreen.logging import configure_logging, event
@@ -61,6 +63,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        metrics.sweep_dead_processes()
         runtime = Runtime.build(settings, registry, loader_factory)
         app.state.runtime = runtime
         runtime.status = "waiting for the registry"
@@ -77,11 +80,15 @@ def create_app(
         finally:
             event(log, "app.stopping")
             await runtime.close()
+            metrics.mark_this_process_dead()
 
     return Litestar(
         route_handlers=[predict_router, admin_router, healthz, readyz, MetricsController],
         lifespan=[lifespan],
-        middleware=[metrics.http_metrics_config().middleware],
+        middleware=[
+            metrics.http_metrics_config().middleware,
+            DefineMiddleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

@@ -5,7 +5,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+from pathlib import Path
+
+
+def prepare_multiprocess_dir() -> None:
+    """Wipe stale per-pid metric files left by a previous run (uvicorn has no dead-worker
+    hook). Runs in the parent before workers start, and before anything imports
+    `bluegreen.metrics`, whose metric objects would create files in the directory."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    path = Path(directory)
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -21,11 +36,16 @@ def _serve(args: argparse.Namespace) -> int:
     workers = args.workers or settings.workers
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str((settings.state_dir / "prometheus").resolve())
-    from bluegreen.metrics import prepare_multiprocess_dir
-
     prepare_multiprocess_dir()
+    import signal
+
     import uvicorn
 
+    # uvicorn re-raises the signal that stopped it once graceful shutdown is over, so the
+    # default handler would kill the process (exit -15) after a clean drain. A no-op handler
+    # installed first is what uvicorn restores and re-raises into: SIGTERM then exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(
         "bluegreen.app:create_app",
         factory=True,

@@ -9,8 +9,6 @@ uvicorn runs several workers with `PROMETHEUS_MULTIPROC_DIR` set.
 from __future__ import annotations
 
 import os
-import shutil
-from pathlib import Path
 
 from litestar.plugins.prometheus import PrometheusConfig
 from prometheus_client import Counter, Gauge, Histogram
@@ -35,20 +33,6 @@ def http_metrics_config() -> PrometheusConfig:
         buckets=list(LATENCY_BUCKETS),
         exclude=[r"^/metrics$"],
     )
-
-
-def prepare_multiprocess_dir() -> None:
-    """Wipe stale per-pid files left by a previous run (uvicorn has no dead-worker hook).
-
-    Called once by the parent before workers fork (see `bluegreen.cli`), never by a worker.
-    """
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not directory:
-        return
-    path = Path(directory)
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
 
 
 # --- the seed's model metrics (exact names) -------------------------------------------------
@@ -186,3 +170,31 @@ def sample_process_metrics() -> None:
         PROCESS_THREADS.set(len(os.listdir("/proc/self/task")))
     except (OSError, ValueError, IndexError):  # not Linux: leave the gauges unset
         return
+
+
+def sweep_dead_processes() -> None:
+    """Drop live-gauge files of workers that no longer exist (e.g. killed with -9), so a dead
+    worker's in-flight count or RSS does not linger. Run by each worker at start and exit."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory or not os.path.isdir(directory):
+        return
+    from prometheus_client import multiprocess
+
+    me = os.getpid()
+    for name in os.listdir(directory):
+        if not name.startswith("gauge_live") or not name.endswith(".db"):
+            continue
+        try:
+            pid = int(name.rsplit("_", 1)[1][:-3])
+        except ValueError:
+            continue
+        if pid != me and not os.path.exists(f"/proc/{pid}"):
+            multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+
+
+def mark_this_process_dead() -> None:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory and os.path.isdir(directory):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]

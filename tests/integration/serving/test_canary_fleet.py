@@ -59,6 +59,7 @@ def test_canary_split_promotion_rejection_pin_and_rollback(
     time.sleep(3)
     counts = sample_versions(app, 300)
     share = counts[v2] / sum(counts.values())
+    print(f"observed canary share {share:.3f} (configured 0.20) over {sum(counts.values())} requests")
     assert 0.08 <= share <= 0.35, counts
     # Sticky: the same request id keeps landing on the same version while the canary runs.
     with httpx.Client(base_url=app.url, timeout=30) as client:
