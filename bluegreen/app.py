@@ -18,6 +18,8 @@ from bluegreen.api.errors import EXCEPTION_HANDLERS
 from bluegreen.api.health import MetricsController, healthz, readyz
 from bluegreen.api.limits import BodyTimeoutMiddleware
 from bluegreen.api.predict import predict_router
+from bluegreen.api.schemas import strict_struct_schema_plugin
+from bluegreen.api.webhooks import mlflow_webhook
 from bluegreen.bootstrap import bootstrap_if_empty
 from bluegreen.logging import configure_logging, event
 from bluegreen.registry import Registry, configure_mlflow_client_env
@@ -83,8 +85,16 @@ def create_app(
             metrics.mark_this_process_dead()
 
     return Litestar(
-        route_handlers=[predict_router, admin_router, healthz, readyz, MetricsController],
+        route_handlers=[
+            predict_router,
+            admin_router,
+            healthz,
+            readyz,
+            MetricsController,
+            mlflow_webhook,
+        ],
         lifespan=[lifespan],
+        plugins=[strict_struct_schema_plugin()],
         middleware=[
             metrics.http_metrics_config().middleware,
             DefineMiddleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s),
