@@ -9,6 +9,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,24 +34,55 @@ def ensure_experiment(settings: Settings) -> None:
 
 
 def bootstrap_if_empty(settings: Settings, registry: Registry) -> int | None:
-    """Blocking. Returns the version registered, or None when the registry already had one."""
+    """Blocking. Returns the version registered, or None when the registry already had one.
+
+    Training runs in a child process: its peak memory goes back to the OS when it exits
+    instead of inflating the server's RSS, and its console chatter stays out of our JSON log.
+    """
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     lock_path = settings.state_dir / "bootstrap.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if registry.has_versions():
             return None
-        from bluegreen.model import bootstrap_default_model
-
-        ensure_experiment(settings)
         started = time.monotonic()
         event(log, "bootstrap.train.start", model=settings.model_name)
-        version = bootstrap_default_model(
-            settings.effective_tracking_uri,
-            settings.model_name,
-            settings.model_alias,
-            Path(settings.data_dir) if settings.data_dir else None,
+        env = {**os.environ, "MLFLOW_TRACKING_URI": settings.effective_tracking_uri}
+        child = subprocess.run(
+            [sys.executable, "-m", "bluegreen.bootstrap"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
+        if child.returncode != 0:
+            tail = (child.stderr or child.stdout)[-2000:]
+            raise BootstrapFailed(f"training exited with {child.returncode}: {tail}")
+        version = int(child.stdout.strip().splitlines()[-1])
         event(log, "bootstrap.train.end", model=settings.model_name, version=version,
               duration_s=round(time.monotonic() - started, 1))  # fmt: skip
         return version
+
+
+class BootstrapFailed(RuntimeError):
+    pass
+
+
+def main() -> int:
+    """Child process entry: train and register the default model, print its version."""
+    from bluegreen.model import bootstrap_default_model
+
+    settings = Settings.from_env()
+    ensure_experiment(settings)
+    version = bootstrap_default_model(
+        settings.effective_tracking_uri,
+        settings.model_name,
+        settings.model_alias,
+        Path(settings.data_dir) if settings.data_dir else None,
+    )
+    print(version, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

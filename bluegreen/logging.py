@@ -38,6 +38,10 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str = "INFO") -> None:
     """Install the JSON handler on the root logger (idempotent across app factories)."""
+    # MLflow installs its own plain-text handler on import unless told not to; its records
+    # should reach our JSON handler instead. Warnings become log records too.
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    logging.captureWarnings(True)
     root = logging.getLogger()
     root.setLevel(level.upper())
     if not any(getattr(h, _CONFIGURED_FLAG, False) for h in root.handlers):
@@ -46,7 +50,7 @@ def configure_logging(level: str = "INFO") -> None:
         setattr(handler, _CONFIGURED_FLAG, True)
         root.handlers = [handler]
     # Libraries that log chattily at INFO drown the lifecycle events operators look for.
-    for noisy in ("alembic", "mlflow", "urllib3", "httpx", "botocore", "git"):
+    for noisy in ("alembic", "mlflow", "urllib3", "httpx", "botocore", "git", "py.warnings"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     # Uvicorn's access log duplicates our sampled request log in a non-JSON format.
     logging.getLogger("uvicorn.access").disabled = True
