@@ -61,11 +61,12 @@ def create_app(
 ) -> Litestar:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
-    configure_mlflow_client_env()
+    configure_mlflow_client_env(settings.effective_tracking_uri)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         metrics.sweep_dead_processes()
+        metrics.initialize(settings.model_name)
         runtime = Runtime.build(settings, registry, loader_factory)
         app.state.runtime = runtime
         runtime.status = "waiting for the registry"

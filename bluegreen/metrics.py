@@ -198,3 +198,20 @@ def mark_this_process_dead() -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]
+
+
+def initialize(model_name: str) -> None:
+    """Create every labelled counter at 0, so `increase()` sees the first event (a series that
+    appears at 1 has no earlier sample to increase from) and alerts need no `unless offset`."""
+    for counter in (MODEL_LOAD_TOTAL, MODEL_LOAD_SUCCESS_TOTAL, MODEL_HOT_SWAP_TOTAL,
+                    MODELS_FREED, MODEL_FREE_LEAKS, ROLLBACKS, CANARY_COMPARED,
+                    CANARY_DISAGREEMENTS):  # fmt: skip
+        counter.labels(model_name)
+    for reason in ("load_error", "smoke_failed", "canary_rejected"):
+        MODEL_LOAD_FAILURES.labels(model_name, reason)
+    for decision in ("promoted", "rejected", "aborted"):
+        CANARY_DECISIONS.labels(model_name, decision)
+    for result in ("ok", "error"):
+        REGISTRY_POLLS.labels(result)
+    for reason in ("overloaded", "no_model"):
+        REQUESTS_SHED.labels(reason)

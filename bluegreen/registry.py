@@ -56,11 +56,20 @@ def _is_not_found(exc: BaseException) -> bool:
     return code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 
 
-def configure_mlflow_client_env() -> None:
-    """MLflow's REST client retries for minutes by default; we have our own backoff loop."""
+def configure_mlflow_client_env(tracking_uri: str) -> None:
+    """Point every MLflow API in this process at our registry.
+
+    `models:/` downloads resolve through MLflow's global registry URI, not through our
+    client, so the embedded default (no MLFLOW_TRACKING_URI set) would otherwise look in
+    ./mlruns. MLflow's REST client also retries for minutes by default; we back off ourselves.
+    """
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
 
 
 class Registry:

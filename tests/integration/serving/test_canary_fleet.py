@@ -59,13 +59,16 @@ def test_canary_split_promotion_rejection_pin_and_rollback(
     time.sleep(3)
     counts = sample_versions(app, 300)
     share = counts[v2] / sum(counts.values())
-    print(f"observed canary share {share:.3f} (configured 0.20) over {sum(counts.values())} requests")
+    print(
+        f"observed canary share {share:.3f} (configured 0.20) over {sum(counts.values())} requests"
+    )
     assert 0.08 <= share <= 0.35, counts
     # Sticky: the same request id keeps landing on the same version while the canary runs.
     with httpx.Client(base_url=app.url, timeout=30) as client:
         seen = {
-            client.post("/predict", json={"text": "최고"}, headers={"X-Request-ID": "user-7"})
-            .headers["x-model-version"]
+            client.post(
+                "/predict", json={"text": "최고"}, headers={"X-Request-ID": "user-7"}
+            ).headers["x-model-version"]
             for _ in range(20)
         }
     assert len(seen) == 1
@@ -87,9 +90,7 @@ def test_canary_split_promotion_rejection_pin_and_rollback(
     wait_all_serve(app, v2, timeout=30)
 
     # Pin v1 through one worker: every worker converges within the control interval.
-    pinned = httpx.post(
-        f"{app.url}/admin/promote", json={"version": v1}, headers=ADMIN, timeout=60
-    )
+    pinned = httpx.post(f"{app.url}/admin/promote", json={"version": v1}, headers=ADMIN, timeout=60)
     assert pinned.status_code == 200, pinned.text
     convergence = wait_all_serve(app, v1, timeout=30)
     print(f"pin convergence across 2 workers: {convergence:.2f}s")

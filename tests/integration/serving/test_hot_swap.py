@@ -58,7 +58,9 @@ def test_serves_v1_then_swaps_to_v2_without_restart(
                      "model.promoted", "slot.drained", "model.freed"):  # fmt: skip
         assert expected in events
     freed = [e for e in app.log_events() if e["event"] == "model.freed"]
-    assert freed and freed[-1]["version"] == v1 and freed[-1]["unreachable"] is True
+    assert freed
+    assert freed[-1]["version"] == v1
+    assert freed[-1]["unreachable"] is True
 
 
 @pytest.mark.parametrize("kind", ["corrupt", "missing", "nan", "raise", "swapped"])
