@@ -64,11 +64,15 @@ class Load:
                 try:
                     r = c.post(path, json=payload)
                     version = r.headers.get("x-model-version")
-                    out.append(
-                        Sample(time.time(), r.status_code, int(version) if version else None,
-                               r.headers.get("x-model-slot"), time.perf_counter() - started,
-                               None if r.status_code == 200 else r.text[:200])  # fmt: skip
+                    sample = Sample(
+                        at=time.time(),
+                        status=r.status_code,
+                        version=int(version) if version else None,
+                        slot=r.headers.get("x-model-slot"),
+                        latency_s=time.perf_counter() - started,
+                        error=None if r.status_code == 200 else r.text[:200],
                     )
+                    out.append(sample)
                 except httpx.HTTPError as exc:
                     out.append(Sample(time.time(), 0, None, None,
                                       time.perf_counter() - started, repr(exc)))  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -35,8 +36,9 @@ class TestRegistry:
 
     def _log(self, config: dict[str, Any]) -> tuple[str, str, str | None]:
         """Log (once per config) and return (source, run_id, model_id)."""
-        import mlflow
         import sys
+
+        import mlflow
 
         key = repr(sorted(config.items()))
         if key in self._sources:
@@ -68,11 +70,8 @@ class TestRegistry:
     def _create(
         self, source: str, run_id: str | None, alias: str | None, model_id: str | None = None
     ) -> int:
-        with _quiet():
-            try:
-                self.client.create_registered_model(self.model_name)
-            except Exception:  # noqa: BLE001, S110 - already exists
-                pass
+        with _Quiet(), contextlib.suppress(Exception):  # already exists
+            self.client.create_registered_model(self.model_name)
         mv = self.client.create_model_version(
             self.model_name, source=source, run_id=run_id, model_id=model_id
         )
@@ -125,7 +124,7 @@ class TestRegistry:
         return self._create(source, run.info.run_id, alias)
 
 
-class _quiet:
+class _Quiet:
     def __enter__(self) -> None:
         import logging
 

@@ -28,7 +28,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http(url: str, *, timeout: float = 60.0, expect: int | None = 200, proc: Any = None) -> None:
+def wait_http(
+    url: str, *, timeout: float = 60.0, expect: int | None = 200, proc: Any = None
+) -> None:
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
@@ -88,8 +90,7 @@ class Process:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
-        code = self.proc.returncode
-        return code
+        return self.proc.returncode
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
