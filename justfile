@@ -41,15 +41,31 @@ test-unit: setup
 
 # ruff + strict mypy
 lint: setup
-    {{py}} -m ruff check bluegreen tests loadtests bench
-    {{py}} -m ruff format --check bluegreen tests loadtests bench
+    {{py}} -m ruff check bluegreen tests loadtests bench dashboards
+    {{py}} -m ruff format --check bluegreen tests loadtests bench dashboards
     {{py}} -m mypy
 
 # format the code
 fmt: setup
-    {{py}} -m ruff format bluegreen tests loadtests bench
-    {{py}} -m ruff check --fix bluegreen tests loadtests bench
+    {{py}} -m ruff format bluegreen tests loadtests bench dashboards
+    {{py}} -m ruff check --fix bluegreen tests loadtests bench dashboards
 
 # train the ensemble; e.g. `just train --data ../shared/data/nsmc --register --alias production`
 train *ARGS: setup
     {{py}} -m bluegreen train {{ARGS}}
+
+# swap under load: real mlflow + app (1 and 2 workers), Locust, good/canary/corrupt/contract versions; PNGs to bench/results/
+loadtest-swap *ARGS: setup
+    {{py}} -m loadtests.swap_under_load --publish bench/results {{ARGS}}
+
+# every benchmark side by side (vs mlflow models serve, no-op, swaps, memory, model, scaling) into BENCHMARKS.md; `--quick` to debug
+bench *ARGS: setup
+    PATH="{{justfile_directory()}}/{{venv}}/bin:$PATH" {{py}} -m bench.run_all {{ARGS}}
+
+# regenerate the Grafana dashboard JSON from dashboards/build_dashboard.py
+dashboards: setup
+    {{py}} dashboards/build_dashboard.py
+
+# validate deployment artifacts: hadolint, docker-compose config, promtool, kubernetes-validate, dashboard
+compose-check: setup
+    {{py}} -m pytest -q tests/ops -m "not integration"
