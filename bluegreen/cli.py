@@ -56,7 +56,9 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         timeout_keep_alive=5,
         timeout_graceful_shutdown=int(settings.drain_timeout_s),
-        limit_concurrency=settings.max_pending_requests * 2,
+        # A backstop well above the app's own admission limit: uvicorn's 503 has no
+        # Retry-After, the app's `overloaded` 503 has one, so the app should shed first.
+        limit_concurrency=settings.max_pending_requests * 2 + 256,
         backlog=2048,
     )
     return 0

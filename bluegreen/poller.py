@@ -98,6 +98,7 @@ class Controller:
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
         self._wake = asyncio.Event()
+        self._reconcile_lock = asyncio.Lock()
         self._rng = random.Random()
         self.rejected: dict[int, str] = {}
         """Versions this process rejected, remembered even if tagging the registry failed."""
@@ -114,7 +115,14 @@ class Controller:
 
     # --- reconcile -------------------------------------------------------------------------
     async def reconcile(self) -> ReconcileResult:
-        """Full poll: resolve the target and make it serve. Raises `RegistryUnavailable`."""
+        """Full poll: resolve the target and make it serve. Raises `RegistryUnavailable`.
+
+        Serialised: a reconcile that resolved the registry while another one was loading the
+        same version would load (and reject) it a second time."""
+        async with self._reconcile_lock:
+            return await self._reconcile_locked()
+
+    async def _reconcile_locked(self) -> ReconcileResult:
         try:
             target = await self._registry(self.registry.resolve)
             view = await self._registry(self.registry.control_view)
@@ -243,8 +251,11 @@ class Controller:
                     failures, self._backoff_base_s, self._backoff_max_s, self._rng
                 )
                 event(log, "poller.error", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that lands in the same
+            # loop turn as a wake, and shutdown would then wait a whole poll interval.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, delay))
+                async with asyncio.timeout(max(0.0, delay)):
+                    await self._wake.wait()
 
     # --- lifecycle listener ----------------------------------------------------------------
     async def on_rejected(self, ref: ModelRef, reason: str, stage: str) -> None:

@@ -67,6 +67,8 @@ def configure_mlflow_client_env(tracking_uri: str) -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     import mlflow
+    import mlflow.artifacts
+    import mlflow.pyfunc  # imported now, not on the first swap, so app start-up freezes it
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)

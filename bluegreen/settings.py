@@ -21,12 +21,12 @@ class SettingsError(ValueError):
 
 
 def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value <= 0:
+    if not value > 0:  # also rejects NaN, which every comparison lets through
         raise SettingsError(f"{ENV_PREFIX}{attribute.name.upper()} must be > 0, got {value}")
 
 
 def _non_negative(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value < 0:
+    if not value >= 0:  # also rejects NaN
         raise SettingsError(f"{ENV_PREFIX}{attribute.name.upper()} must be >= 0, got {value}")
 
 
@@ -88,6 +88,8 @@ class Settings:
     max_pending_requests: int = attrs.field(default=512, validator=_positive)
     """Prediction requests admitted at once per worker; beyond it, 503 + Retry-After."""
     request_timeout_s: float = attrs.field(default=10.0, validator=_positive)
+    body_timeout_s: float = attrs.field(default=15.0, validator=_positive)
+    """Longest time to receive a whole request body; a slower client (slowloris) gets 408."""
     predict_threads: int = attrs.field(default=2, validator=_positive)
     inline_predict_max_chars: int = attrs.field(default=300, validator=_non_negative)
     """Single texts up to this length are scored on the event loop (tens of µs; a thread hop

@@ -6,10 +6,15 @@ import hmac
 import logging
 from typing import Any
 
+import msgspec
 from litestar import Request, Router, get, post, put
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions import (
+    NotAuthorizedException,
+    PermissionDeniedException,
+    ValidationException,
+)
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 
@@ -41,6 +46,15 @@ def require_admin(connection: ASGIConnection[Any, Any, Any, Any], __: BaseRouteH
         raise NotAuthorizedException(
             "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
         )
+
+
+async def _strict(request: Request[Any, Any, Any], schema: Any) -> None:
+    """Litestar converts bodies leniently ("5" -> 5, 2.0 -> 2); admin inputs must arrive with
+    their JSON types, so a client's type error is a 400, not a silent coercion."""
+    try:
+        msgspec.json.decode(await request.body() or b"null", type=schema, strict=True)
+    except msgspec.ValidationError as exc:
+        raise ValidationException("Validation failed", extra=[{"message": str(exc)}]) from exc
 
 
 def _who(request: Request[Any, Any, Any]) -> str:
@@ -79,6 +93,7 @@ async def slots(state: State) -> dict[str, Any]:
 async def promote(
     state: State, request: Request[Any, Any, Any], data: PromoteRequest | None = None
 ) -> dict[str, Any]:
+    await _strict(request, PromoteRequest | None)
     runtime: Runtime = state.runtime
     version = data.version if data else None
     result = await runtime.controller.promote(version, _who(request))
@@ -113,6 +128,7 @@ async def reload(state: State, request: Request[Any, Any, Any]) -> dict[str, Any
 async def set_canary(
     state: State, request: Request[Any, Any, Any], data: CanaryRequest
 ) -> dict[str, Any]:
+    await _strict(request, CanaryRequest)
     runtime: Runtime = state.runtime
     result = await runtime.controller.set_canary_percent(data.percent)
     _audit(request, "canary.set", result)

@@ -69,7 +69,8 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
 
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     names = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-             413: "payload_too_large", 415: "unsupported_media_type"}  # fmt: skip
+             408: "request_timeout", 413: "payload_too_large",
+             415: "unsupported_media_type"}  # fmt: skip
     error = names.get(exc.status_code, "http_error")
     if exc.status_code == 400:
         error = "invalid_json" if "JSON" in str(exc.detail) else "invalid_request"
@@ -77,6 +78,12 @@ def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if exc.headers:
         response.headers.update(exc.headers)
     return response
+
+
+def _not_utf8(_: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[Any]:
+    # msgspec raises UnicodeDecodeError (not DecodeError) for invalid UTF-8 inside a JSON
+    # string, and Litestar lets it through: without this it would be a 500.
+    return error_response(HTTP_400_BAD_REQUEST, "invalid_json", "request body is not valid UTF-8")
 
 
 def _invalid(_: Request[Any, Any, Any], exc: InvalidInput) -> Response[Any]:
@@ -101,13 +108,18 @@ def _timeout(_: Request[Any, Any, Any], exc: RequestTimedOut) -> Response[Any]:
 
 
 def _control(_: Request[Any, Any, Any], exc: ControlError) -> Response[Any]:
-    return error_response(exc.status_code, "conflict" if exc.status_code == 409 else "rejected",
-                          str(exc))  # fmt: skip
+    error = {404: "not_found", 409: "conflict"}.get(exc.status_code, "rejected")
+    return error_response(exc.status_code, error, str(exc))
 
 
 def _registry(_: Request[Any, Any, Any], exc: RegistryUnavailable) -> Response[Any]:
     return error_response(HTTP_503_SERVICE_UNAVAILABLE, "registry_unavailable", str(exc),
                           retry=True)  # fmt: skip
+
+
+def _too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    # msgspec refuses JSON nested deeper than its limit with RecursionError: bad input, not ours.
+    return error_response(HTTP_400_BAD_REQUEST, "invalid_json", "JSON is nested too deeply")
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -120,11 +132,13 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ValidationException: _validation,
     HTTPException: _http,
     InvalidInput: _invalid,
+    UnicodeDecodeError: _not_utf8,
     NoLiveModel: _no_model,
     Overloaded: _overloaded,
     ModelFailed: _model_failed,
     RequestTimedOut: _timeout,
     ControlError: _control,
     RegistryUnavailable: _registry,
+    RecursionError: _too_deep,
     Exception: _unexpected,
 }

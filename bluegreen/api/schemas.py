@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 
 from bluegreen.serving.contract import LABELS
+
+if TYPE_CHECKING:
+    from litestar._openapi.schema_generation import SchemaCreator
+    from litestar.openapi.spec import Schema
+    from litestar.plugins import OpenAPISchemaPluginProtocol
+    from litestar.typing import FieldDefinition
 
 Sentiment = Annotated[
     str, msgspec.Meta(description="One of " + ", ".join(LABELS), examples=["긍정"])
@@ -79,3 +85,26 @@ class PromoteRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class CanaryRequest(msgspec.Struct, forbid_unknown_fields=True):
     percent: Annotated[float, msgspec.Meta(ge=0, le=100)]
+
+
+def strict_struct_schema_plugin() -> OpenAPISchemaPluginProtocol:
+    """OpenAPI plugin: Structs declared `forbid_unknown_fields` get `additionalProperties: false`,
+    so the published schema says what the server enforces (unknown fields → 400).
+
+    Litestar's own Struct plugin is not public API; it is imported here, at app build time.
+    """
+    from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
+
+    class StrictStructSchemaPlugin(StructSchemaPlugin):
+        def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
+            config = getattr(field_definition.annotation, "__struct_config__", None)
+            return bool(config is not None and config.forbid_unknown_fields)
+
+        def to_openapi_schema(
+            self, field_definition: FieldDefinition, schema_creator: SchemaCreator
+        ) -> Schema:
+            schema = super().to_openapi_schema(field_definition, schema_creator)
+            schema.additional_properties = False
+            return schema
+
+    return StrictStructSchemaPlugin()

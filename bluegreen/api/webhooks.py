@@ -18,11 +18,17 @@ from typing import Any
 from litestar import Request, post
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.openapi.datastructures import ResponseSpec
 
+from bluegreen.api.schemas import ErrorBody
 from bluegreen.logging import event
 from bluegreen.runtime import Runtime
 
 log = logging.getLogger("bluegreen.webhooks")
+WEBHOOK_ERRORS = {
+    401: ResponseSpec(ErrorBody, description="Missing, stale or invalid signature"),
+    403: ResponseSpec(ErrorBody, description="Webhooks disabled: no BLUEGREEN_WEBHOOK_SECRET"),
+}
 MAX_CLOCK_SKEW_S = 300
 """Older deliveries are refused: a captured request cannot be replayed later."""
 
@@ -54,7 +60,7 @@ def verify(secret: str, headers: Any, body: bytes, now: float) -> None:
 
 
 @post("/webhooks/mlflow", status_code=200, summary="MLflow registry webhook (signed)",
-      tags=["webhooks"])  # fmt: skip
+      tags=["webhooks"], responses=WEBHOOK_ERRORS)  # fmt: skip
 async def mlflow_webhook(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
     runtime: Runtime = state.runtime
     secret = runtime.settings.webhook_secret

@@ -35,8 +35,13 @@ def signed(body: str, *, secret: str = SECRET, age_s: int = 0) -> dict[str, str]
     }
 
 
-BODY = json.dumps({"entity": "model_version_alias", "action": "created",
-                   "data": {"name": "ensemble-sentiment-model", "alias": "production"}})  # fmt: skip
+BODY = json.dumps(
+    {
+        "entity": "model_version_alias",
+        "action": "created",
+        "data": {"name": "ensemble-sentiment-model", "alias": "production"},
+    }
+)
 
 
 def test_valid_signature_wakes_the_poller(tmp_path: Path) -> None:

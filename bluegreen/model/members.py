@@ -1,0 +1,129 @@
+"""Ensemble members: linear models over different views of the shared feature space.
+
+* ``tfidf_lr``: sublinear tf-idf (l2-normalised over the member's block) + multinomial
+  logistic regression;
+* ``nbsvm``: binary presence (l2-normalised) scaled per class by the naive-Bayes log-count
+  ratio, one-vs-rest logistic regression (Wang & Manning 2012). The per-class scaling folds into
+  the coefficients (``coef[:, c] = r_c * w_c``), so at inference it is a plain linear member.
+
+Every member exposes the same folded form: ``logits = weight_rows(counts, idf, flags) @ coef +
+intercept``, which is exactly what :class:`bluegreen.model.runtime.CompiledEnsemble` computes.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Literal
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+
+from .features import FeatureSpace
+from .labels import LABELS
+from .runtime import weight_rows
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+@attrs.frozen
+class MemberConfig:
+    name: str
+    kind: Literal["tfidf_lr", "nbsvm"]
+    block: Literal["char", "word", "both"]
+    C: float = 4.0
+    max_iter: int = 300
+    tol: float = 1e-4
+    class_weight: Literal["balanced"] | None = None
+    sublinear: bool = True
+    nb_alpha: float = 1.0
+
+
+@attrs.frozen
+class FittedMember:
+    config: MemberConfig
+    idf: F64
+    coef: F64
+    intercept: F64
+    binary: bool
+    sublinear: bool
+    l2: bool
+    fit_seconds: float
+
+    def features(self, counts: sp.csr_matrix) -> sp.csr_matrix:
+        return weight_rows(
+            counts, self.idf, binary=self.binary, sublinear=self.sublinear, l2=self.l2
+        )
+
+    def logits(self, counts: sp.csr_matrix) -> F64:
+        out: F64 = np.asarray(self.features(counts) @ self.coef) + self.intercept
+        return out
+
+
+def smooth_idf(counts: sp.csr_matrix, mask: npt.NDArray[np.bool_]) -> F64:
+    """sklearn's ``smooth_idf`` formula, zero outside ``mask``."""
+    n = counts.shape[0]
+    df = np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.float64)
+    idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
+    return np.where(mask, idf, 0.0)
+
+
+def _lr(cfg: MemberConfig, seed: int) -> LogisticRegression:
+    return LogisticRegression(
+        C=cfg.C,
+        max_iter=cfg.max_iter,
+        tol=cfg.tol,
+        class_weight=cfg.class_weight,
+        solver="lbfgs",
+        random_state=seed,
+    )
+
+
+def fit_member(
+    cfg: MemberConfig, space: FeatureSpace, counts: sp.csr_matrix, y: I64, seed: int
+) -> FittedMember:
+    """Fit one member on raw counts (``max_iter`` is a deliberate budget: no warning)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        return _fit_member(cfg, space, counts, y, seed)
+
+
+def _fit_member(
+    cfg: MemberConfig, space: FeatureSpace, counts: sp.csr_matrix, y: I64, seed: int
+) -> FittedMember:
+    t0 = time.perf_counter()
+    mask = space.block_mask(cfg.block)
+    n_labels = len(LABELS)
+    if cfg.kind == "tfidf_lr":
+        idf = smooth_idf(counts, mask)
+        x = weight_rows(counts, idf, binary=False, sublinear=cfg.sublinear, l2=True)
+        lr = _lr(cfg, seed).fit(x, y)
+        coef = np.ascontiguousarray(lr.coef_.T, dtype=np.float64)
+        intercept = np.asarray(lr.intercept_, dtype=np.float64)
+        return FittedMember(
+            cfg, idf, coef, intercept, False, cfg.sublinear, True, time.perf_counter() - t0
+        )
+    if cfg.kind == "nbsvm":
+        idf = mask.astype(np.float64)
+        x = weight_rows(counts, idf, binary=True, sublinear=False, l2=True)
+        present = sp.csr_matrix(
+            (np.ones_like(counts.data), counts.indices, counts.indptr), shape=counts.shape
+        )
+        coef = np.zeros((space.n_features, n_labels), dtype=np.float64)
+        intercept = np.zeros(n_labels, dtype=np.float64)
+        for c in range(n_labels):
+            pos = y == c
+            p = cfg.nb_alpha + np.asarray(present[pos].sum(axis=0)).ravel()
+            q = cfg.nb_alpha + np.asarray(present[~pos].sum(axis=0)).ravel()
+            r = np.where(mask, np.log((p / p.sum()) / (q / q.sum())), 0.0)
+            xc = x @ sp.diags(r).tocsr()
+            lr = _lr(cfg, seed).fit(xc, pos.astype(np.int64))
+            coef[:, c] = r * lr.coef_.ravel()
+            intercept[c] = float(lr.intercept_[0])
+        return FittedMember(cfg, idf, coef, intercept, True, False, True, time.perf_counter() - t0)
+    raise ValueError(f"unknown member kind {cfg.kind!r}")

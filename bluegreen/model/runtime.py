@@ -1,0 +1,343 @@
+"""Inference runtime: the compact ensemble representation and the MLflow pyfunc model.
+
+Shipped inside every logged model (``code_paths``), so it imports only the standard library,
+numpy, scipy, cachetools, mlflow and its two sibling modules (relative imports), and never
+sklearn, pandas (except lazily for the generic pyfunc path) or matplotlib.
+
+Representation (all members are linear, and so is the stacker over member logits, so the whole
+ensemble folds into one weight tensor):
+
+* ``vocab``: feature key → column (char n-grams and ``WORD_PREFIX``-ed word n-grams);
+* per member ``m``: ``idf[m]`` (V,) — zero outside the member's feature block — and the flags
+  ``binary`` (presence instead of counts), ``sublinear`` (1 + log tf) and ``l2`` (row norm);
+* ``weights[m]`` (V, 3): the member's coefficients already multiplied by the stacker's block for
+  that member; ``bias`` (3,): every intercept folded together (+ the tuned class priors).
+
+``logits(text) = bias + Σ_m  x_m(text) @ weights[m]`` where ``x_m`` is the member's weighted,
+normalised feature vector; probabilities are its softmax.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from cachetools import LRUCache
+from mlflow.pyfunc.model import PythonModel
+
+from .labels import LABELS
+from .textfeat import Extractor
+
+FORMAT_VERSION = 1
+_ARRAYS = "arrays.npz"
+_WORDS = "words.txt"
+_META = "meta.json"
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+def _softmax(z: F64) -> F64:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    out: F64 = e / e.sum(axis=-1, keepdims=True)
+    return out
+
+
+def _softmax1(z: F64) -> F64:
+    """Softmax of one logit vector without numpy call overhead (3 elements)."""
+    vals = z.tolist()
+    top = max(vals)
+    exps = [math.exp(v - top) for v in vals]
+    total = math.fsum(exps)
+    return np.array([e / total for e in exps], dtype=np.float64)
+
+
+def weight_rows(
+    counts: sp.csr_matrix,
+    idf: F64,
+    *,
+    binary: bool,
+    sublinear: bool,
+    l2: bool,
+) -> sp.csr_matrix:
+    """Member feature matrix from a CSR matrix of raw n-gram counts (duplicates summed).
+
+    Used by training (to fit the member) and by batched inference, so both see the same
+    numbers: ``tf`` (1, ``1 + log(count)`` or the count) times ``idf`` (zero outside the block),
+    then each row scaled to unit l2 norm when ``l2``. Zero-weight entries are kept (harmless).
+    """
+    data = np.asarray(counts.data, dtype=np.float64)
+    if binary:
+        tf = np.ones_like(data)
+    elif sublinear:
+        tf = 1.0 + np.log(data)
+    else:
+        tf = data
+    vals = tf * idf[counts.indices]
+    if l2:
+        n = counts.shape[0]
+        row = np.repeat(np.arange(n), np.diff(counts.indptr))
+        sq = np.bincount(row, weights=vals * vals, minlength=n)
+        norm = np.sqrt(sq)
+        norm[norm == 0.0] = 1.0
+        vals = vals / norm[row]
+    return sp.csr_matrix((vals, counts.indices, counts.indptr), shape=counts.shape)
+
+
+def count_matrix(rows: I64, cols: I64, shape: tuple[int, int]) -> sp.csr_matrix:
+    """CSR count matrix from (row, column) occurrence pairs (duplicates summed)."""
+    mat = sp.csr_matrix((np.ones(rows.size, dtype=np.float64), (rows, cols)), shape=shape)
+    mat.sum_duplicates()
+    return mat
+
+
+class CompiledEnsemble:
+    """The folded ensemble. Immutable after construction; safe to share between threads."""
+
+    def __init__(
+        self,
+        *,
+        char_hashes: npt.NDArray[np.uint64],
+        char_range: tuple[int, int],
+        word_keys: Sequence[str],
+        word_n: int,
+        member_names: Sequence[str],
+        idf: F64,
+        weights: F64,
+        bias: F64,
+        binary: Sequence[bool],
+        sublinear: Sequence[bool],
+        l2: Sequence[bool],
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.extractor = Extractor(char_hashes, char_range, word_keys, word_n)
+        n_members = len(member_names)
+        n_feat = self.extractor.n_features
+        self.member_names = tuple(member_names)
+        self.idf = np.ascontiguousarray(idf, dtype=np.float64)
+        self.weights = np.ascontiguousarray(weights, dtype=np.float64)
+        self.bias = np.asarray(bias, dtype=np.float64).reshape(len(LABELS))
+        if self.idf.shape != (n_members, n_feat):
+            raise ValueError(f"idf shape {self.idf.shape} != {(n_members, n_feat)}")
+        if self.weights.shape != (n_members, n_feat, len(LABELS)):
+            raise ValueError(f"weights shape {self.weights.shape} is wrong")
+        self.binary = np.array(binary, dtype=bool)
+        self.sublinear = np.array(sublinear, dtype=bool)
+        self.l2 = np.array(l2, dtype=bool)
+        self._tf_binary = self.binary[:, None]
+        self._tf_sub = self.sublinear[:, None]
+        self.meta: dict[str, Any] = dict(meta or {})
+
+    @property
+    def n_features(self) -> int:
+        return self.extractor.n_features
+
+    # -- inference -------------------------------------------------------------------------
+
+    def logits_one(self, text: str) -> F64:
+        """Logits of one text with a dense gather (lowest latency for a single text)."""
+        _, cols = self.extractor.pairs([text])
+        if not cols.size:
+            return self.bias.copy()
+        cols.sort()
+        first = np.empty(cols.size, dtype=bool)
+        first[0] = True
+        np.not_equal(cols[1:], cols[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        uniq = cols[starts]
+        tfc = np.diff(starts, append=cols.size).astype(np.float64)
+        tf = np.where(self._tf_binary, 1.0, np.where(self._tf_sub, 1.0 + np.log(tfc), tfc))
+        f = tf * self.idf[:, uniq]  # (M, n)
+        norm = np.sqrt(np.einsum("mn,mn->m", f, f))
+        norm[~self.l2 | (norm == 0.0)] = 1.0
+        z: F64 = self.bias + np.einsum("mn,mnk->k", f / norm[:, None], self.weights[:, uniq, :])
+        return z
+
+    def counts(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """CSR matrix of n-gram counts (rows = texts, duplicates summed)."""
+        rows, cols = self.extractor.pairs(texts)
+        return count_matrix(rows, cols, (len(texts), self.n_features))
+
+    def member_matrix(self, counts: sp.csr_matrix, m: int) -> sp.csr_matrix:
+        return weight_rows(
+            counts,
+            self.idf[m],
+            binary=bool(self.binary[m]),
+            sublinear=bool(self.sublinear[m]),
+            l2=bool(self.l2[m]),
+        )
+
+    def logits_batch(self, texts: Sequence[str]) -> F64:
+        """Logits of many texts: one sparse @ dense product per member."""
+        c = self.counts(texts)
+        z = np.tile(self.bias, (len(texts), 1))
+        for m in range(len(self.member_names)):
+            z += self.member_matrix(c, m) @ self.weights[m]
+        return z
+
+    def predict_proba(self, texts: Sequence[str]) -> F64:
+        if len(texts) == 1:
+            return _softmax1(self.logits_one(texts[0]))[None, :]
+        if not texts:
+            return np.zeros((0, len(LABELS)), dtype=np.float64)
+        return _softmax(self.logits_batch(texts))
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``arrays.npz`` (float32 weights), ``words.txt`` and ``meta.json``.
+
+        Weights are rounded to float32 on disk: :meth:`load` gives the model that serves, so
+        reload before comparing paths or computing reported metrics.
+        """
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        ex = self.extractor
+        np.savez_compressed(
+            d / _ARRAYS,
+            char_hashes=ex.char_hashes,
+            idf=self.idf.astype(np.float32),
+            weights=self.weights.astype(np.float32),
+            bias=self.bias,
+        )
+        (d / _WORDS).write_text("\n".join(ex.word_keys), encoding="utf-8")
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "labels": list(LABELS),
+            "char_range": list(ex.char_range),
+            "word_n": ex.word_n,
+            "n_word_keys": len(ex.word_keys),
+            "member_names": list(self.member_names),
+            "binary": [bool(b) for b in self.binary],
+            "sublinear": [bool(b) for b in self.sublinear],
+            "l2": [bool(b) for b in self.l2],
+            "n_features": self.n_features,
+            "extra": self.meta,
+        }
+        (d / _META).write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> CompiledEnsemble:
+        d = Path(directory)
+        meta = json.loads((d / _META).read_text(encoding="utf-8"))
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported ensemble format {meta.get('format_version')!r}")
+        if tuple(meta["labels"]) != LABELS:
+            raise ValueError(f"label order {meta['labels']!r} != {LABELS!r}")
+        text = (d / _WORDS).read_text(encoding="utf-8")
+        words = text.split("\n") if meta["n_word_keys"] else []
+        if len(words) != meta["n_word_keys"]:
+            raise ValueError("words.txt does not match meta.json")
+        with np.load(d / _ARRAYS) as z:
+            char_hashes = z["char_hashes"]
+            idf = z["idf"].astype(np.float64)
+            weights = z["weights"].astype(np.float64)
+            bias = z["bias"].astype(np.float64)
+        return cls(
+            char_hashes=char_hashes,
+            char_range=(meta["char_range"][0], meta["char_range"][1]),
+            word_keys=words,
+            word_n=meta["word_n"],
+            member_names=meta["member_names"],
+            idf=idf,
+            weights=weights,
+            bias=bias,
+            binary=meta["binary"],
+            sublinear=meta["sublinear"],
+            l2=meta["l2"],
+            meta=meta.get("extra", {}),
+        )
+
+
+def _is_nan(v: Any) -> bool:
+    return isinstance(v, float) and np.isnan(v)
+
+
+def _as_texts(model_input: Any) -> list[str]:
+    """Accept a DataFrame with a ``text`` column, a Series, a dict of lists, a list or a str."""
+    if isinstance(model_input, str):
+        values: Any = [model_input]
+    elif hasattr(model_input, "columns"):
+        if "text" not in model_input.columns:
+            raise ValueError("model input must have a 'text' column")
+        values = model_input["text"].tolist()
+    elif isinstance(model_input, dict):
+        values = model_input["text"]
+        values = [values] if isinstance(values, str) else list(values)
+    elif hasattr(model_input, "tolist"):
+        values = model_input.tolist()
+    else:
+        values = list(model_input)
+    return [
+        v if isinstance(v, str) else ("" if v is None or _is_nan(v) else str(v)) for v in values
+    ]
+
+
+class EnsembleSentimentModel(PythonModel):
+    """MLflow pyfunc wrapper around :class:`CompiledEnsemble`.
+
+    Logged without its arrays (they are artifacts read in :meth:`load_context`), so its pickle
+    is a few hundred bytes. ``predict_texts`` is the server's pandas-free fast path.
+    """
+
+    ARTIFACT_KEY = "ensemble"
+    _skip_type_hint_validation = True  # plain ``predict`` (no MLflow type-hint wrapping)
+
+    def __init__(self, compiled: CompiledEnsemble | None = None, cache_size: int = 4096) -> None:
+        self._compiled = compiled
+        self._cache_size = cache_size
+        self._cache: LRUCache[str, F64] = LRUCache(maxsize=max(cache_size, 1))
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"cache_size": self._cache_size}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(None, int(state.get("cache_size", 4096)))  # type: ignore[misc]
+
+    def load_context(self, context: Any) -> None:
+        self._compiled = CompiledEnsemble.load(context.artifacts[self.ARTIFACT_KEY])
+        with self._lock:
+            self._cache.clear()
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return LABELS
+
+    @property
+    def compiled(self) -> CompiledEnsemble:
+        if self._compiled is None:
+            raise RuntimeError("model not loaded: call load_context first")
+        return self._compiled
+
+    def predict_texts(self, texts: Sequence[str]) -> F64:
+        """Probabilities, float64, shape ``(len(texts), 3)``, columns in :data:`LABELS` order."""
+        compiled = self.compiled
+        if isinstance(texts, str):
+            texts = [texts]
+        if len(texts) == 1 and self._cache_size > 0:
+            text = texts[0]
+            with self._lock:
+                hit = self._cache.get(text)
+            if hit is None:
+                hit = _softmax1(compiled.logits_one(text))
+                hit.flags.writeable = False
+                with self._lock:
+                    self._cache[text] = hit
+            return hit[None, :].copy()
+        return compiled.predict_proba(list(texts))
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        pd = importlib.import_module("pandas")
+        proba = self.predict_texts(_as_texts(model_input))
+        return pd.DataFrame(proba, columns=list(LABELS))

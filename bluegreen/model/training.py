@@ -1,0 +1,523 @@
+"""Training entry points: ``train_and_log`` and ``bootstrap_default_model``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from . import data as data_mod
+from .ensemble import StackerConfig, compile_ensemble, fit_stacker
+from .evaluate import ASCII_LABELS, all_metrics, confusion, plot_confusion
+from .features import FeatureConfig, build_feature_space
+from .labels import LABELS
+from .members import FittedMember, MemberConfig, fit_member
+from .runtime import CompiledEnsemble, EnsembleSentimentModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "ensemble-sentiment-model"
+EXPERIMENT = "bluegreen-sentiment"
+Profile = Literal["small", "full"]
+F64 = npt.NDArray[np.float64]
+
+
+@attrs.frozen
+class ProfileConfig:
+    features: FeatureConfig
+    members: tuple[MemberConfig, ...]
+    stacker: StackerConfig = attrs.field(factory=StackerConfig)
+    val_fraction: float = 0.1
+    max_train_rows: int | None = None
+    max_test_rows: int | None = None
+
+
+PROFILES: dict[str, ProfileConfig] = {
+    "small": ProfileConfig(
+        features=FeatureConfig(
+            char_range=(1, 4),
+            char_max_features=60_000,
+            char_min_count=2,
+            word_n=2,
+            word_max_features=40_000,
+            word_min_count=2,
+        ),
+        members=(
+            MemberConfig("char_tfidf_lr", "tfidf_lr", "char", C=4.0, max_iter=60, tol=1e-3),
+            MemberConfig("word_tfidf_lr", "tfidf_lr", "word", C=4.0, max_iter=60, tol=1e-3),
+            MemberConfig("nb_lr", "nbsvm", "both", C=4.0, max_iter=60, tol=1e-3),
+        ),
+        stacker=StackerConfig(C=1.0, folds=3),
+        val_fraction=0.15,
+        max_train_rows=30_000,
+        max_test_rows=5_000,
+    ),
+    "full": ProfileConfig(
+        features=FeatureConfig(
+            char_range=(1, 5),
+            char_max_features=600_000,
+            char_min_count=3,
+            word_n=2,
+            word_max_features=300_000,
+            word_min_count=2,
+        ),
+        members=(
+            MemberConfig("char_tfidf_lr", "tfidf_lr", "char", C=4.0, max_iter=200),
+            MemberConfig("word_tfidf_lr", "tfidf_lr", "word", C=4.0, max_iter=200),
+            MemberConfig("nb_lr", "nbsvm", "both", C=4.0, max_iter=200),
+        ),
+        stacker=StackerConfig(C=1.0, folds=5),
+        val_fraction=0.08,
+    ),
+}
+
+
+@attrs.frozen
+class TrainResult:
+    run_id: str
+    version: int | None
+    metrics: dict[str, float]
+    model_uri: str = ""
+    promoted: bool = False
+    alias: str | None = None
+
+
+def _time_inference(model: EnsembleSentimentModel, texts: Sequence[str]) -> dict[str, float]:
+    """Single-text median µs (uncached: distinct texts) and batched µs per text."""
+    sample = list(texts[:300])
+    single = []
+    compiled = model.compiled
+    for t in sample:
+        t0 = time.perf_counter()
+        compiled.predict_proba([t])
+        single.append(time.perf_counter() - t0)
+    batch = list(texts[:5000])
+    t0 = time.perf_counter()
+    compiled.predict_proba(batch)
+    per_text = (time.perf_counter() - t0) / max(len(batch), 1)
+    return {
+        "infer_single_us_median": statistics.median(single) * 1e6 if single else 0.0,
+        "infer_batch_us_per_text": per_text * 1e6,
+    }
+
+
+def _member_params(members: Sequence[MemberConfig]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for m in members:
+        for k, v in attrs.asdict(m).items():
+            if k != "name":
+                out[f"member.{m.name}.{k}"] = v
+    return out
+
+
+def _model_card(
+    *,
+    profile: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    member_names: Sequence[str],
+    train_seconds: float,
+) -> str:
+    rows = ["ensemble", *member_names]
+    lines = [
+        "# ensemble-sentiment-model",
+        "",
+        "Korean movie-review sentiment, three classes in this column order: "
+        + ", ".join(f"`{lab}`" for lab in LABELS)
+        + " (NSMC ratings 1-4, 5-8, 9-10).",
+        "",
+        f"- profile: `{profile}`; trained in {train_seconds:.1f} s on "
+        f"{params['n_fit']} rows (+{params['n_val']} validation rows for the stacker)",
+        f"- train data sha256: `{params['train_sha256'][:16]}…`, seed {params['seed']}",
+        "- members: char n-gram tf-idf + LR, word 1-2-gram tf-idf + LR, NB-weighted LR; "
+        "combined by a logistic-regression stacker over member logits with tuned class priors, "
+        "folded into one linear model (see `ensemble/meta.json`).",
+        "",
+        "| model | test macro-F1 | test acc (3-class) | binary acc (NSMC-style) | val macro-F1 |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        p = "" if r == "ensemble" else f"member_{r}_"
+        lines.append(
+            f"| {r} | {metrics.get(p + 'test_macro_f1', float('nan')):.4f} "
+            f"| {metrics.get(p + 'test_acc3', float('nan')):.4f} "
+            f"| {metrics.get(p + 'test_binary_acc', float('nan')):.4f} "
+            f"| {metrics.get(p + 'val_macro_f1', float('nan')):.4f} |"
+        )
+    lines += [
+        "",
+        f"Inference (one core, this build machine): single text median "
+        f"{metrics.get('infer_single_us_median', float('nan')):.0f} µs, batched "
+        f"{metrics.get('infer_batch_us_per_text', float('nan')):.1f} µs/text.",
+        "",
+        "Limitations: bag of n-grams, no context beyond 5 characters / word pairs; sarcasm and "
+        "mixed reviews are hard; neutral (5-8) is the weakest class. Texts are cut to 2000 "
+        "characters. Trained on movie reviews only.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _smoke_rows() -> list[tuple[str, str]]:
+    path = Path(__file__).resolve().parent / "golden.tsv"
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+        if line.strip():
+            text, label = line.split("\t")
+            out.append((text, label))
+    return out
+
+
+def fit_ensemble(
+    train: data_mod.Dataset,
+    cfg: ProfileConfig,
+    seed: int,
+    n_jobs: int = 1,
+) -> tuple[CompiledEnsemble, list[FittedMember], dict[str, Any], dict[str, float]]:
+    """Fit members on train minus a validation split, the stacker on the validation split.
+
+    Returns the compiled ensemble (not yet float32-rounded), the members, params and the
+    validation metrics (members: their own; ensemble: out-of-fold stacker predictions).
+    """
+    fit_idx, val_idx = data_mod.train_val_split(train.labels, cfg.val_fraction, seed)
+    fit, val = train.subset(fit_idx), train.subset(val_idx)
+    t0 = time.perf_counter()
+    space = build_feature_space(fit.texts, cfg.features)
+    c_fit, c_val = space.counts(fit.texts), space.counts(val.texts)
+    log.info(
+        "features: %d char + %d word in %.1fs",
+        space.n_char,
+        len(space.word_keys),
+        time.perf_counter() - t0,
+    )
+    members: list[FittedMember] = []
+    val_logits: list[F64] = []
+    metrics: dict[str, float] = {}
+    if n_jobs > 1:  # members are independent; scipy/numpy release the GIL in the heavy parts
+        import warnings
+        from concurrent.futures import ThreadPoolExecutor
+
+        from sklearn.exceptions import ConvergenceWarning
+
+        with ThreadPoolExecutor(max_workers=n_jobs) as pool, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=ConvergenceWarning)
+            fitted = list(
+                pool.map(lambda mc: fit_member(mc, space, c_fit, fit.labels, seed), cfg.members)
+            )
+    else:
+        fitted = [fit_member(mc, space, c_fit, fit.labels, seed) for mc in cfg.members]
+    for mc, fm in zip(cfg.members, fitted, strict=True):
+        members.append(fm)
+        z = fm.logits(c_val)
+        val_logits.append(z)
+        for k, v in all_metrics(z, val.labels, seed).items():
+            metrics[f"member_{mc.name}_val_{k}"] = v
+        metrics[f"member_{mc.name}_fit_seconds"] = fm.fit_seconds
+        log.info(
+            "member %s: %.1fs val macro-F1 %.4f",
+            mc.name,
+            fm.fit_seconds,
+            metrics[f"member_{mc.name}_val_macro_f1"],
+        )
+    stacker = fit_stacker(val_logits, val.labels, cfg.stacker, seed)
+    for k, v in all_metrics(stacker.oof_logits, val.labels, seed).items():
+        metrics[f"val_{k}"] = v
+    params: dict[str, Any] = {
+        "n_fit": len(fit),
+        "n_val": len(val),
+        "n_char_features": space.n_char,
+        "n_word_features": len(space.word_keys),
+        "stacker_prior": json.dumps([round(float(x), 4) for x in stacker.prior]),
+    }
+    compiled = compile_ensemble(space, members, stacker, meta={"seed": seed})
+    return compiled, members, params, metrics
+
+
+def _member_test_metrics(
+    members: Sequence[FittedMember], compiled: CompiledEnsemble, test: data_mod.Dataset, seed: int
+) -> dict[str, float]:
+    counts = compiled.counts(test.texts)
+    out: dict[str, float] = {}
+    for fm in members:
+        for k, v in all_metrics(fm.logits(counts), test.labels, seed).items():
+            out[f"member_{fm.config.name}_test_{k}"] = v
+    return out
+
+
+@attrs.frozen
+class FitOutput:
+    """Result of :func:`fit_and_evaluate`: everything except the MLflow side."""
+
+    directory: Path
+    metrics: dict[str, float]
+    params: dict[str, Any]
+    confusion: list[list[int]]
+
+    @property
+    def ensemble_dir(self) -> Path:
+        return self.directory / "ensemble"
+
+
+def _resolve(
+    data_dir_or_files: str | Path | tuple[str | Path, str | Path] | None,
+) -> tuple[Path, Path]:
+    if isinstance(data_dir_or_files, tuple):
+        return Path(data_dir_or_files[0]), Path(data_dir_or_files[1])
+    return data_mod.resolve_files(data_dir_or_files)
+
+
+def fit_and_evaluate(
+    data_dir_or_files: str | Path | tuple[str | Path, str | Path] | None,
+    out_dir: str | Path,
+    *,
+    sample: int | None = None,
+    seed: int = 42,
+    profile: Profile = "full",
+    test_sample: int | None = None,
+    n_jobs: int = 1,
+) -> FitOutput:
+    """Train and evaluate without MLflow; writes ``ensemble/``, ``metrics.json``,
+    ``params.json`` and ``confusion.json`` under ``out_dir``."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose from {sorted(PROFILES)}")
+    cfg = PROFILES[profile]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    train_path, test_path = _resolve(data_dir_or_files)
+    train = data_mod.read_dataset(train_path)
+    test = data_mod.read_dataset(test_path)
+    n_train = sample if sample is not None else cfg.max_train_rows
+    if n_train is not None and n_train < len(train):
+        train = train.subset(data_mod.stratified_sample(train.ratings, n_train, seed))
+    n_test = test_sample if test_sample is not None else cfg.max_test_rows
+    if n_test is not None and n_test < len(test):
+        test = test.subset(data_mod.stratified_sample(test.ratings, n_test, seed + 1))
+
+    compiled, members, params, metrics = fit_ensemble(train, cfg, seed, n_jobs=n_jobs)
+    train_seconds = time.perf_counter() - t_start
+    metrics["train_seconds"] = train_seconds
+
+    ens_dir = compiled.save(out / "ensemble")
+    served = EnsembleSentimentModel(CompiledEnsemble.load(ens_dir))  # float32-rounded
+    proba = served.compiled.predict_proba(test.texts)
+    for k, v in all_metrics(proba, test.labels, seed).items():
+        metrics[f"test_{k}"] = v
+    metrics.update(_member_test_metrics(members, served.compiled, test, seed))
+    metrics.update(_time_inference(served, test.texts))
+    metrics["artifact_mb"] = sum(p.stat().st_size for p in ens_dir.iterdir()) / 2**20
+    smoke = _smoke_rows()
+    smoke_pred = served.predict_texts([t for t, _ in smoke]).argmax(axis=1)
+    metrics["smoke_accuracy"] = float(
+        np.mean([LABELS[int(p)] == lab for p, (_, lab) in zip(smoke_pred, smoke, strict=True)])
+    )
+    params.update(
+        {
+            "profile": profile,
+            "seed": seed,
+            "train_file": str(train_path),
+            "train_sha256": data_mod.file_sha256(train_path),
+            "test_file": str(test_path),
+            "test_sha256": data_mod.file_sha256(test_path),
+            "n_train_rows": len(train),
+            "n_test_rows": len(test),
+            "sample": sample,
+            "labels": json.dumps(list(LABELS), ensure_ascii=False),
+            "members": json.dumps([m.config.name for m in members]),
+            **{f"features.{k}": v for k, v in attrs.asdict(cfg.features).items()},
+            **{f"stacker.{k}": v for k, v in attrs.asdict(cfg.stacker).items()},
+            **_member_params(cfg.members),
+        }
+    )
+    cm = confusion(proba, test.labels).tolist()
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    (out / "params.json").write_text(json.dumps(params, indent=1, default=str), encoding="utf-8")
+    (out / "confusion.json").write_text(json.dumps(cm), encoding="utf-8")
+    return FitOutput(out, metrics, params, cm)
+
+
+def load_fit_output(directory: str | Path) -> FitOutput:
+    """Read back what :func:`fit_and_evaluate` wrote (e.g. on another machine)."""
+    d = Path(directory)
+    return FitOutput(
+        d,
+        json.loads((d / "metrics.json").read_text(encoding="utf-8")),
+        json.loads((d / "params.json").read_text(encoding="utf-8")),
+        json.loads((d / "confusion.json").read_text(encoding="utf-8")),
+    )
+
+
+def log_fit_output(
+    fit: FitOutput,
+    *,
+    tracking_uri: str | None = None,
+    register: bool = False,
+    model_name: str = DEFAULT_MODEL_NAME,
+    alias: str | None = None,
+    promote_if_better: bool = False,
+) -> TrainResult:
+    """Log a fitted ensemble (params, metrics, confusion matrix PNG, model card, smoke set,
+    pyfunc model) to MLflow; optionally register it and move ``alias``."""
+    import mlflow
+
+    from . import registry_io
+
+    if (alias or promote_if_better) and not register:
+        raise ValueError("alias / promote_if_better need register=True")
+    metrics, params = dict(fit.metrics), dict(fit.params)
+    profile = str(params.get("profile", "?"))
+    member_names = json.loads(params.get("members", "[]"))
+    smoke = _smoke_rows()
+    with tempfile.TemporaryDirectory(prefix="bg-log-") as tmp_s:
+        tmp = Path(tmp_s)
+        cm = np.array(fit.confusion, dtype=np.int64)
+        png = plot_confusion(
+            cm,
+            tmp / "confusion_matrix.png",
+            f"test, {profile} profile, macro-F1 {metrics['test_macro_f1']:.3f}",
+        )
+        card = tmp / "model_card.md"
+        card.write_text(
+            _model_card(
+                profile=profile,
+                params=params,
+                metrics=metrics,
+                member_names=member_names,
+                train_seconds=metrics["train_seconds"],
+            ),
+            encoding="utf-8",
+        )
+        smoke_file = tmp / "smoke.tsv"
+        smoke_file.write_text(
+            "text\texpected_label\n" + "".join(f"{t}\t{lab}\n" for t, lab in smoke),
+            encoding="utf-8",
+        )
+        if tracking_uri is not None:
+            mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT)
+        t_log = time.perf_counter()
+        with mlflow.start_run(run_name=f"ensemble-{profile}-seed{params.get('seed')}") as run:
+            mlflow.log_params({k: ("" if v is None else v) for k, v in params.items()})
+            mlflow.log_metrics(metrics)
+            mlflow.log_dict(
+                {
+                    "confusion_matrix": fit.confusion,
+                    "labels": list(LABELS),
+                    "ascii_labels": list(ASCII_LABELS),
+                },
+                "confusion_matrix.json",
+            )
+            for f in (png, card, smoke_file):
+                mlflow.log_artifact(str(f))
+            info = registry_io.log_ensemble(fit.ensemble_dir, [t for t, _ in smoke[:3]])
+            run_id = run.info.run_id
+            mlflow.log_metric("log_seconds", time.perf_counter() - t_log)
+        metrics["log_seconds"] = time.perf_counter() - t_log
+
+    version: int | None = None
+    promoted = False
+    if register:
+        prev = registry_io.current_alias_metric(model_name, alias) if alias else None
+        version = registry_io.register(
+            info.model_uri,
+            model_name,
+            tags={
+                "test_macro_f1": f"{metrics['test_macro_f1']:.6f}",
+                "test_binary_acc": f"{metrics['test_binary_acc']:.6f}",
+                "profile": profile,
+                "run_id": run_id,
+            },
+        )
+        if alias is not None:
+            better = prev is None or metrics["test_macro_f1"] > prev
+            if better or not promote_if_better:
+                registry_io.set_alias(model_name, alias, version)
+                promoted = True
+            else:
+                log.info(
+                    "version %s not promoted: macro-F1 %.4f <= %.4f",
+                    version,
+                    metrics["test_macro_f1"],
+                    prev,
+                )
+    return TrainResult(
+        run_id=run_id,
+        version=version,
+        metrics=metrics,
+        model_uri=info.model_uri,
+        promoted=promoted,
+        alias=alias if promoted else None,
+    )
+
+
+def train_and_log(
+    data_dir_or_files: str | Path | tuple[str | Path, str | Path] | None = None,
+    *,
+    sample: int | None = None,
+    seed: int = 42,
+    tracking_uri: str | None = None,
+    register: bool = False,
+    model_name: str = DEFAULT_MODEL_NAME,
+    alias: str | None = None,
+    promote_if_better: bool = False,
+    profile: Profile = "full",
+    test_sample: int | None = None,
+) -> TrainResult:
+    """Train the ensemble, evaluate on the test split, log everything to MLflow.
+
+    ``data_dir_or_files``: a directory holding ``train.tsv.gz``/``test.tsv.gz`` (or the
+    shipped ``nsmc_sample_*`` files), a ``(train, test)`` pair, or None for the shipped sample.
+    ``sample``: stratified number of training rows (default: the profile's limit, none for
+    ``full``). ``alias``: set on the new version (requires ``register``); with
+    ``promote_if_better`` only when its test macro-F1 beats the version holding the alias.
+    """
+    if (alias or promote_if_better) and not register:
+        raise ValueError("alias / promote_if_better need register=True")
+    with tempfile.TemporaryDirectory(prefix="bg-train-") as tmp:
+        fit = fit_and_evaluate(
+            data_dir_or_files,
+            tmp,
+            sample=sample,
+            seed=seed,
+            profile=profile,
+            test_sample=test_sample,
+        )
+        return log_fit_output(
+            fit,
+            tracking_uri=tracking_uri,
+            register=register,
+            model_name=model_name,
+            alias=alias,
+            promote_if_better=promote_if_better,
+        )
+
+
+def bootstrap_default_model(
+    tracking_uri: str,
+    model_name: str = DEFAULT_MODEL_NAME,
+    alias: str = "production",
+    data_path: Path | None = None,
+) -> int:
+    """Train the small profile on the shipped sample (or ``data_path``), register it, point
+    ``alias`` at it and return the version. What the server runs when the registry is empty."""
+    result = train_and_log(
+        data_path if data_path is not None else os.environ.get("BLUEGREEN_DATA_DIR") or None,
+        seed=42,
+        tracking_uri=tracking_uri,
+        register=True,
+        model_name=model_name,
+        alias=alias,
+        profile="small",
+    )
+    assert result.version is not None
+    return result.version
