@@ -62,6 +62,9 @@ class DaemonExecutor(Executor):
                 future.set_exception(exc)
             else:
                 future.set_result(result)
+            # An idle thread must not pin its last job (a loaded model) until the next one.
+            del item, future, fn, args
+            result = None
         self._queue.put(None)  # wake the next thread
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -199,3 +200,15 @@ class RecordingListener:
 
     async def on_canary_passed(self, ref: ModelRef, reason: str) -> None:
         self.passed.append((ref.version, reason))
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    """A real thread pool that counts `submit` calls (to prove which path a request took)."""
+
+    def __init__(self, max_workers: int = 2) -> None:
+        super().__init__(max_workers, "counting")
+        self.submitted = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)

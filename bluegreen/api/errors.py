@@ -57,6 +57,8 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
     extra = exc.extra
     if isinstance(extra, list) and extra and isinstance(extra[0], dict):
         message = str(extra[0].get("message", ""))
+        if message in {"'data'", "data"}:  # Litestar's wording for a missing body
+            message = "request body is required: a JSON object"
         detail = f"{detail}: {message}" if message else detail
         field = next(
             (m.group(1) for r in _FIELD_RES if (m := r.search(message)) and m.group(1)),

@@ -145,16 +145,19 @@ class CompiledEnsemble:
 
     def logits_one(self, text: str) -> F64:
         """Logits of one text with a dense gather (lowest latency for a single text)."""
-        _, cols = self.extractor.pairs([text])
-        if not cols.size:
+        cols = self.extractor.cols_one(text)
+        n = cols.size
+        if not n:
             return self.bias.copy()
         cols.sort()
-        first = np.empty(cols.size, dtype=bool)
+        first = np.empty(n, dtype=bool)
         first[0] = True
         np.not_equal(cols[1:], cols[:-1], out=first[1:])
         starts = np.flatnonzero(first)
         uniq = cols[starts]
-        tfc = np.diff(starts, append=cols.size).astype(np.float64)
+        tfc = np.empty(starts.size, dtype=np.float64)
+        tfc[:-1] = starts[1:] - starts[:-1]
+        tfc[-1] = n - starts[-1]
         tf = np.where(self._tf_binary, 1.0, np.where(self._tf_sub, 1.0 + np.log(tfc), tfc))
         f = tf * self.idf[:, uniq]  # (M, n)
         norm = np.sqrt(np.einsum("mn,mn->m", f, f))

@@ -171,6 +171,17 @@ class HashTable:
         out: I64 = (h * _FIB >> self._shift).astype(np.intp)
         return out
 
+    def find(self, q: U64) -> I64:
+        """Indices of the queries that are keys (misses dropped, order kept)."""
+        w = self.WIDTH
+        b = self._home(q)
+        hit = np.flatnonzero(self.keys[b] == q[:, None])
+        if self.rounds > 1 and self.overflow[b].any():  # rare: take the general path
+            res = self.lookup(q)
+            return res[res >= 0]
+        out: I64 = self._vals_flat[b[hit // w] * w + hit % w]
+        return out[out >= 0]  # a query equal to 0 meets empty slots (value -1)
+
     def lookup(self, q: U64) -> I64:
         """Index of each query in ``keys``, or -1."""
         w = self.WIDTH
@@ -225,6 +236,24 @@ class Extractor:
             raise ValueError("word keys are not unique")
         self.n_features = base + len(self.word_keys)
         self._table = HashTable(hs) if hs.size else None
+
+    def cols_one(self, text: str) -> I64:
+        """Columns of the known feature occurrences of one text (repeats kept): the low-latency
+        specialisation of :meth:`pairs` for a single text."""
+        norm = normalize(text)
+        parts: list[I64] = []
+        if self._table is not None:
+            hashes = char_ngram_hashes_one(norm, self.char_range[0], self.char_range[1])
+            if hashes.size:
+                parts.append(self._table.find(hashes))
+        if self.word_n > 0 and self.word_vocab:
+            get = self.word_vocab.get
+            wc = [j for g in word_ngrams(norm, self.word_n) if (j := get(g)) is not None]
+            if wc:
+                parts.append(np.array(wc, dtype=np.int64))
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def pairs(self, texts: Sequence[str]) -> tuple[I64, I64]:
         """``(row, column)`` of every known feature occurrence (repeats kept, any order)."""

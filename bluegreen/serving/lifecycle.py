@@ -166,10 +166,11 @@ class SlotManager:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            model = await asyncio.wait_for(
-                loop.run_in_executor(self._load_executor, self._loader, ref),
-                timeout=self.config.load_timeout_s,
-            )
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # lands in the same loop turn as the load finishing (shutdown would then proceed
+            # with a deploy).
+            async with asyncio.timeout(self.config.load_timeout_s):
+                model = await loop.run_in_executor(self._load_executor, self._loader, ref)
         except TransientLoadError as exc:
             slot.transition(SlotState.EMPTY)
             event(log, "model.load.transient", logging.WARNING, version=ref.version,

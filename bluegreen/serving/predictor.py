@@ -121,8 +121,16 @@ class Predictor:
             slot.release(latency, ok=True)
         else:
             loop = asyncio.get_running_loop()
-            future = self._executor.submit(model.predict, texts)
+            # The thread takes the model out of the box, so nothing of it is left once the
+            # call returns: the executor's work item outlives the done-callback that releases
+            # the lease, and must not pin a model the drain is about to free.
+            box = [model]
             del model
+
+            def run() -> NDArray[np.float64]:
+                return box.pop().predict(texts)
+
+            future = self._executor.submit(run)
 
             def release(done: object) -> None:
                 # Runs when the thread finishes even if the request was cancelled meanwhile,

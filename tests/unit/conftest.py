@@ -1,0 +1,57 @@
+"""Unit-test fixtures: SlotManagers over FakeLoader and a real (small) thread pool."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from bluegreen.serving.lifecycle import LifecycleConfig, SlotManager
+from tests.fakes import FakeLoader, RecordingListener
+from tests.unit.helpers import ManagerFactory
+
+
+@pytest.fixture
+def executor() -> Iterator[ThreadPoolExecutor]:
+    pool = ThreadPoolExecutor(2, "test-load")
+    yield pool
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+@pytest.fixture
+def loader() -> FakeLoader:
+    return FakeLoader()
+
+
+@pytest.fixture
+def listener() -> RecordingListener:
+    return RecordingListener()
+
+
+@pytest.fixture
+def name() -> str:
+    """A model name of its own, so each test reads only its own metric samples."""
+    return f"m-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def make(
+    executor: ThreadPoolExecutor, loader: FakeLoader, listener: RecordingListener, name: str
+) -> AsyncIterator[ManagerFactory]:
+    """Build SlotManagers (fast drains and canary checks by default); closed after the test."""
+    made: list[SlotManager] = []
+
+    def factory(**config: Any) -> SlotManager:
+        config.setdefault("drain_timeout_s", 5.0)
+        config.setdefault("canary_check_interval_s", 0.01)
+        manager = SlotManager(LifecycleConfig(model_name=name, **config), loader, executor)
+        manager.set_listener(listener)
+        made.append(manager)
+        return manager
+
+    yield factory
+    for manager in made:
+        await manager.close()

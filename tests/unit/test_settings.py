@@ -1,0 +1,192 @@
+"""Settings: defaults, env parsing per type, validation, and secrets kept out of repr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bluegreen.settings import Settings, SettingsError
+
+
+def from_env(**env: str) -> Settings:
+    return Settings.from_env({f"BLUEGREEN_{k.upper()}": v for k, v in env.items()})
+
+
+def test_defaults_match_the_documented_contract() -> None:
+    s = Settings.from_env({})
+    assert s.model_name == "ensemble-sentiment-model"
+    assert s.model_alias == "production"
+    assert s.fallback_stages == ("Production", "Staging")
+    assert s.poll_interval_s == 300.0
+    assert s.canary_percent == 0.0
+    assert s.retain_previous is False
+    assert s.admin_token is None
+    assert s.admin_enabled is False
+    assert s.log_level == "INFO"
+    assert s.max_text_chars > 0
+    assert s.max_batch > 0
+    assert s.tracking_uri == ""
+    assert s.embedded is True
+    assert s.should_bootstrap is True
+    assert s.data_dir is None
+
+
+def test_embedded_tracking_uri_lives_under_state_dir(tmp_path: Path) -> None:
+    s = Settings(state_dir=tmp_path)
+    assert s.effective_tracking_uri == f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"
+    assert s.artifact_root == (tmp_path / "artifacts").resolve()
+
+
+def test_mlflow_tracking_uri_is_read_without_prefix() -> None:
+    s = Settings.from_env({"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+    assert s.tracking_uri == "http://mlflow:5000"
+    assert s.effective_tracking_uri == "http://mlflow:5000"
+    assert s.embedded is False
+    assert s.should_bootstrap is False
+
+
+def test_unrelated_variables_are_ignored() -> None:
+    s = Settings.from_env({"PATH": "/bin", "HOME": "/root", "BLUEGREENISH": "x"})
+    assert s == Settings()
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("true", True), ("TRUE", True), ("1", True), ("yes", True), ("on", True), (" on ", True),
+        ("false", False), ("0", False), ("no", False), ("off", False), ("Off", False),
+    ],
+)  # fmt: skip
+def test_bool(raw: str, expected: bool) -> None:
+    assert from_env(retain_previous=raw).retain_previous is expected
+
+
+@pytest.mark.parametrize("raw", ["maybe", "2", "", "tru"])
+def test_bool_rejects_garbage(raw: str) -> None:
+    with pytest.raises(SettingsError, match="BLUEGREEN_RETAIN_PREVIOUS"):
+        from_env(retain_previous=raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("true", True), ("false", False), ("", None), ("auto", None)]
+)
+def test_optional_bool(raw: str, expected: bool | None) -> None:
+    assert from_env(bootstrap=raw).bootstrap is expected
+
+
+def test_int() -> None:
+    s = from_env(max_text_chars="1234", max_batch=" 8 ", port="0")
+    assert (s.max_text_chars, s.max_batch, s.port) == (1234, 8, 0)
+    assert isinstance(s.max_batch, int)
+
+
+@pytest.mark.parametrize("raw", ["1.5", "ten", "", "1e3"])
+def test_int_rejects_non_integers(raw: str) -> None:
+    with pytest.raises(SettingsError, match="BLUEGREEN_MAX_BATCH"):
+        from_env(max_batch=raw)
+
+
+def test_float() -> None:
+    s = from_env(poll_interval_s="2.5", canary_percent="12", drain_timeout_s="1e1")
+    assert (s.poll_interval_s, s.canary_percent, s.drain_timeout_s) == (2.5, 12.0, 10.0)
+
+
+def test_float_rejects_garbage() -> None:
+    with pytest.raises(SettingsError, match="BLUEGREEN_POLL_INTERVAL_S"):
+        from_env(poll_interval_s="soon")
+
+
+def test_path_and_optional_path(tmp_path: Path) -> None:
+    s = from_env(state_dir=str(tmp_path / "state"), data_dir=str(tmp_path / "data"))
+    assert s.state_dir == tmp_path / "state"
+    assert isinstance(s.state_dir, Path)
+    assert s.data_dir == tmp_path / "data"
+    assert from_env(data_dir="").data_dir is None
+
+
+def test_empty_state_dir_is_an_error() -> None:
+    with pytest.raises(SettingsError):
+        from_env(state_dir="")
+
+
+def test_tuple_of_strings() -> None:
+    assert from_env(fallback_stages="Production, Staging ,QA").fallback_stages == (
+        "Production",
+        "Staging",
+        "QA",
+    )
+    assert from_env(fallback_stages="").fallback_stages == ()
+    assert from_env(fallback_stages="Staging").fallback_stages == ("Staging",)
+
+
+def test_optional_str() -> None:
+    assert from_env(admin_token="s3cret").admin_token == "s3cret"
+    assert from_env(admin_token="s3cret").admin_enabled is True
+    assert from_env(admin_token="").admin_token is None
+    assert from_env(admin_token="").admin_enabled is False
+
+
+def test_plain_str() -> None:
+    s = from_env(model_name="other-model", model_alias="champion", log_level="DEBUG")
+    assert (s.model_name, s.model_alias, s.log_level) == ("other-model", "champion", "DEBUG")
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("canary_percent", "101"),
+        ("canary_percent", "-1"),
+        ("poll_interval_s", "0"),
+        ("poll_interval_s", "-5"),
+        ("max_text_chars", "0"),
+        ("max_batch", "-1"),
+        ("canary_min_requests", "-1"),
+        ("canary_max_error_rate_delta", "1.5"),
+        ("request_log_sample", "-0.1"),
+        ("port", "-1"),
+        ("workers", "0"),
+        ("drain_timeout_s", "0"),
+    ],
+)
+def test_out_of_range_values_raise(name: str, raw: str) -> None:
+    with pytest.raises(SettingsError, match=f"BLUEGREEN_{name.upper()}"):
+        from_env(**{name: raw})
+
+
+@pytest.mark.parametrize("name", ["poll_interval_s", "canary_percent", "drain_timeout_s"])
+def test_nan_is_out_of_range(name: str) -> None:
+    with pytest.raises(SettingsError, match=f"BLUEGREEN_{name.upper()}"):
+        from_env(**{name: "nan"})
+
+
+def test_direct_construction_validates_too() -> None:
+    with pytest.raises(SettingsError, match="BLUEGREEN_CANARY_PERCENT"):
+        Settings(canary_percent=150)
+
+
+@pytest.mark.parametrize(
+    "key", ["BLUEGREEN_POLL_INTERVAL", "BLUEGREEN_ADMIN_TOKN", "BLUEGREEN_TRACKING_URI"]
+)
+def test_unknown_bluegreen_names_raise(key: str) -> None:
+    with pytest.raises(SettingsError, match=key):
+        Settings.from_env({key: "1"})
+
+
+def test_admin_token_and_webhook_secret_are_not_in_repr() -> None:
+    s = Settings(admin_token="very-secret-token", webhook_secret="hmac-secret-value")
+    text = repr(s) + str(s)
+    assert "very-secret-token" not in text
+    assert "hmac-secret-value" not in text
+    assert "model_name" in text  # repr is still useful
+
+
+def test_settings_are_frozen() -> None:
+    s = Settings()
+    with pytest.raises(AttributeError):
+        s.admin_token = "x"  # type: ignore[misc]
+
+
+def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BLUEGREEN_MAX_BATCH", "7")
+    assert Settings.from_env().max_batch == 7
