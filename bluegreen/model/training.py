@@ -46,21 +46,21 @@ PROFILES: dict[str, ProfileConfig] = {
     "small": ProfileConfig(
         features=FeatureConfig(
             char_range=(1, 4),
-            char_max_features=60_000,
+            char_max_features=50_000,
             char_min_count=2,
             word_n=2,
-            word_max_features=40_000,
+            word_max_features=30_000,
             word_min_count=2,
         ),
         members=(
-            MemberConfig("char_tfidf_lr", "tfidf_lr", "char", C=4.0, max_iter=60, tol=1e-3),
-            MemberConfig("word_tfidf_lr", "tfidf_lr", "word", C=4.0, max_iter=60, tol=1e-3),
-            MemberConfig("nb_lr", "nbsvm", "both", C=4.0, max_iter=60, tol=1e-3),
+            MemberConfig("char_tfidf_lr", "tfidf_lr", "char", C=4.0, max_iter=40, tol=1e-3),
+            MemberConfig("word_tfidf_lr", "tfidf_lr", "word", C=4.0, max_iter=40, tol=1e-3),
+            MemberConfig("nb_lr", "nbsvm", "both", C=4.0, max_iter=40, tol=1e-3),
         ),
         stacker=StackerConfig(C=1.0, folds=3),
         val_fraction=0.15,
-        max_train_rows=30_000,
-        max_test_rows=5_000,
+        max_train_rows=20_000,
+        max_test_rows=4_000,
     ),
     "full": ProfileConfig(
         features=FeatureConfig(

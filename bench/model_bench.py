@@ -1,0 +1,196 @@
+"""Inference cost of the sentiment ensemble, pinned to one CPU core.
+
+Sources (one of):
+  --model-uri URI      a registered version (``models:/name/1``, ``models:/name@production``)
+                       or an MLflow model directory: measures download + load too
+  --ensemble-dir DIR   a saved ``CompiledEnsemble`` directory (no MLflow round trip)
+  --synthetic          a full-size ensemble (600k char + 300k word features) with random
+                       weights built from the shipped sample: cost does not depend on weights
+
+Measures single-text latency of the fast path (median / p99 over distinct texts, so the LRU
+cache never hits; cached latency separately), the pyfunc DataFrame path (``--model-uri``), and
+batched throughput. Prints a markdown table.
+
+    python bench/model_bench.py --tracking-uri sqlite:///db \\
+        --model-uri models:/ensemble-sentiment-model/1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+US = 1e6
+
+
+def _pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+def _read_texts(path: Path) -> list[str]:
+    import csv
+    import gzip
+
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
+        rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        next(rows)
+        return [r[4] for r in rows if len(r) == 5]
+
+
+def _data_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "bluegreen" / "data"
+
+
+def _texts(n: int) -> list[str]:
+    texts = list(dict.fromkeys(_read_texts(_data_dir() / "nsmc_sample_test.tsv.gz")))
+    k = 0
+    while len(texts) < n:  # distinct variants if more are asked for than the sample has
+        texts.append(f"{texts[k]} {k}")
+        k += 1
+    return texts[:n]
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def synthetic(seed: int = 0) -> Any:
+    """Full-size ensemble with random weights; vocabulary from the shipped training sample."""
+    import numpy as np
+
+    from bluegreen.model import textfeat
+    from bluegreen.model.runtime import CompiledEnsemble
+
+    norms = [textfeat.normalize(t) for t in _read_texts(_data_dir() / "nsmc_sample_train.tsv.gz")]
+    _, hashes = textfeat.char_ngram_hashes(norms, 1, 5)
+    uniq, cnt = np.unique(hashes, return_counts=True)
+    char = np.sort(uniq[np.argsort(-cnt, kind="stable")[:600_000]])
+    char = char[char != 0]
+    words = sorted({g for t in norms for g in textfeat.word_ngrams(t, 2)})[:300_000]
+    n_feat = len(char) + len(words)
+    rng = np.random.default_rng(seed)
+    return CompiledEnsemble(
+        char_hashes=char, char_range=(1, 5), word_keys=words, word_n=2,
+        member_names=["char_tfidf_lr", "word_tfidf_lr", "nb_lr"],
+        idf=rng.random((3, n_feat)) + 1.0, weights=rng.normal(size=(3, n_feat, 3)),
+        bias=np.zeros(3), binary=[False, False, True], sublinear=[True, True, False],
+        l2=[True, True, True],
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model-uri")
+    src.add_argument("--ensemble-dir", type=Path)
+    src.add_argument("--synthetic", action="store_true")
+    ap.add_argument("--tracking-uri", default=None)
+    ap.add_argument("--core", type=int, default=None, help="CPU to pin to (default: first allowed)")
+    ap.add_argument("--single", type=int, default=3000, help="single-text calls")
+    ap.add_argument("--batch", type=int, default=1000, help="batch size")
+    ap.add_argument("--batch-texts", type=int, default=20000, help="texts through the batch path")
+    args = ap.parse_args(argv)
+
+    if hasattr(os, "sched_setaffinity"):
+        allowed = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {args.core if args.core is not None else allowed[0]})
+
+    rows: list[tuple[str, str]] = []
+    pyfunc_model: Any = None
+    if args.model_uri:
+        t0 = time.perf_counter()
+        import mlflow
+
+        rows.append(("import mlflow", f"{time.perf_counter() - t0:.2f} s"))
+        if args.tracking_uri:
+            mlflow.set_tracking_uri(args.tracking_uri)
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            if Path(args.model_uri).is_dir():
+                local = Path(args.model_uri)
+            else:
+                local = Path(mlflow.artifacts.download_artifacts(args.model_uri, dst_path=tmp))
+            rows.append(("download", f"{time.perf_counter() - t0:.2f} s"))
+            rows.append(("artifact size (model dir)", f"{_dir_size(local) / 2**20:.1f} MiB"))
+            t0 = time.perf_counter()
+            pyfunc_model = mlflow.pyfunc.load_model(str(local))
+            rows.append(("load (pyfunc.load_model)", f"{time.perf_counter() - t0:.2f} s"))
+        pm = pyfunc_model.unwrap_python_model()
+    else:
+        from bluegreen.model.runtime import CompiledEnsemble, EnsembleSentimentModel
+
+        t0 = time.perf_counter()
+        if args.ensemble_dir:
+            compiled = CompiledEnsemble.load(args.ensemble_dir)
+            rows.append(
+                ("artifact size (ensemble dir)", f"{_dir_size(args.ensemble_dir) / 2**20:.1f} MiB")
+            )
+        else:
+            compiled = synthetic()
+        rows.append(("load / build", f"{time.perf_counter() - t0:.2f} s"))
+        pm = EnsembleSentimentModel(compiled)
+    rows.append(("features", f"{pm.compiled.n_features:,}"))
+
+    texts = _texts(200 + max(args.single, args.batch_texts))
+    for t in texts[-200:]:
+        pm.predict_texts([t])  # warm-up on texts not measured below
+    single = []
+    for t in texts[: args.single]:
+        t1 = time.perf_counter()
+        pm.predict_texts([t])
+        single.append(time.perf_counter() - t1)
+    cached = []
+    for t in texts[: min(args.single, 1000)]:
+        t1 = time.perf_counter()
+        pm.predict_texts([t])
+        cached.append(time.perf_counter() - t1)
+    rows += [
+        ("single text, fast path, median", f"{statistics.median(single) * US:.0f} µs"),
+        ("single text, fast path, p99", f"{_pct(single, 0.99) * US:.0f} µs"),
+        ("single text, LRU-cached, median", f"{statistics.median(cached) * US:.1f} µs"),
+    ]
+    if pyfunc_model is not None:
+        import pandas as pd
+
+        slow = []
+        for t in texts[: min(args.single, 300)]:
+            frame = pd.DataFrame({"text": [t]})
+            t1 = time.perf_counter()
+            pyfunc_model.predict(frame)
+            slow.append(time.perf_counter() - t1)
+        rows.append(
+            ("single text, pyfunc DataFrame path, median", f"{statistics.median(slow) * US:.0f} µs")
+        )
+    batch_texts = texts[: args.batch_texts]
+    pm.predict_texts(texts[-args.batch :])  # warm-up
+    t1 = time.perf_counter()
+    for i in range(0, len(batch_texts), args.batch):
+        pm.predict_texts(batch_texts[i : i + args.batch])
+    t_batch = time.perf_counter() - t1
+    rows.append(
+        (
+            f"batched throughput (batch={args.batch})",
+            f"{len(batch_texts) / t_batch:,.0f} texts/s "
+            f"({t_batch / len(batch_texts) * US:.1f} µs/text)",
+        )
+    )
+
+    print("| measure (1 core) | value |\n|---|---|")
+    for k, v in rows:
+        print(f"| {k} | {v} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bluegreen.model import LABELS
+from bluegreen.model.runtime import CompiledEnsemble, EnsembleSentimentModel
+from bluegreen.model.training import fit_ensemble
+
+ODD_TEXTS = [
+    "",
+    " ",
+    "\t\n  \u200b",
+    "🙂🙂🙂👍",
+    "ㅋ" * 5000,
+    "정말 최고의 영화 " * 400,
+    "\x00\x01\x7f",
+    "A" * 3,
+    "이 영화 진짜 별로... 돈 아까움",
+    '"따옴표" 포함 \\ 백슬래시',
+    "\ud7a3\uffff",
+    "mixed English and 한국어 text 123",
+]
+
+
+def _check_proba(p: np.ndarray, n: int) -> None:
+    assert p.dtype == np.float64
+    assert p.shape == (n, 3)
+    assert np.all(np.isfinite(p))
+    assert np.all(p >= 0)
+    assert np.allclose(p.sum(axis=1), 1.0, atol=1e-12)
+
+
+def test_labels(model: EnsembleSentimentModel) -> None:
+    assert model.labels == LABELS == ("부정", "중립/복합", "긍정")
+
+
+def test_fast_path_equals_pyfunc_path(model: EnsembleSentimentModel, tiny_test) -> None:  # type: ignore[no-untyped-def]
+    texts = tiny_test.texts[:300] + ODD_TEXTS
+    fast = model.predict_texts(texts)
+    frame = model.predict(None, pd.DataFrame({"text": texts}))
+    assert list(frame.columns) == list(LABELS)
+    assert np.allclose(frame.to_numpy(), fast, atol=1e-6, rtol=0)
+    # single-text (dense gather) path equals the batched (sparse) path
+    singles = np.vstack([model.predict_texts([t]) for t in texts])
+    assert np.allclose(singles, fast, atol=1e-9, rtol=0)
+
+
+def test_odd_texts_give_normalised_probabilities(model: EnsembleSentimentModel) -> None:
+    _check_proba(model.predict_texts(ODD_TEXTS), len(ODD_TEXTS))
+    for t in ODD_TEXTS:
+        _check_proba(model.predict_texts([t]), 1)
+    _check_proba(model.predict_texts([]), 0)
+    # empty text -> prior only (the folded bias)
+    assert np.allclose(model.predict_texts([""]), model.predict_texts(["\u200b "]))
+
+
+def test_pyfunc_input_shapes(model: EnsembleSentimentModel) -> None:
+    a = model.predict(None, pd.DataFrame({"text": ["좋다", None, float("nan")]}))
+    assert a.shape == (3, 3)
+    b = model.predict(None, ["좋다"])
+    c = model.predict(None, {"text": ["좋다"]})
+    assert np.allclose(a.iloc[:1].to_numpy(), b.to_numpy())
+    assert np.allclose(b, c)
+    with pytest.raises(ValueError):
+        model.predict(None, pd.DataFrame({"review": ["x"]}))
+
+
+def test_cache_returns_copies(model: EnsembleSentimentModel) -> None:
+    a = model.predict_texts(["캐시 테스트"])
+    a[:] = 0
+    assert np.isclose(model.predict_texts(["캐시 테스트"]).sum(), 1.0)
+
+
+def test_predictions_make_sense(model: EnsembleSentimentModel, tiny_test) -> None:  # type: ignore[no-untyped-def]
+    from bluegreen.model.evaluate import all_metrics
+
+    m = all_metrics(model.predict_texts(tiny_test.texts), tiny_test.labels, 0)
+    assert m["binary_acc"] > 0.72
+    assert m["macro_f1"] > 0.5
+
+
+def test_save_load_roundtrip(
+    saved_dir: Path, model: EnsembleSentimentModel, tmp_path: Path
+) -> None:
+    again = CompiledEnsemble.load(model.compiled.save(tmp_path / "again"))
+    texts = ["최고", "최악", "그냥 그래요"]
+    assert np.array_equal(again.predict_proba(texts), model.compiled.predict_proba(texts))
+    assert sorted(p.name for p in saved_dir.iterdir()) == ["arrays.npz", "meta.json", "words.txt"]
+
+
+def test_unloaded_model_raises_and_pickles_small() -> None:
+    import pickle
+
+    m = EnsembleSentimentModel()
+    with pytest.raises(RuntimeError):
+        m.predict_texts(["x"])
+    assert len(pickle.dumps(m)) < 2000
+
+
+def test_reproducible_with_same_seed(tiny_train, tiny_fit) -> None:  # type: ignore[no-untyped-def]
+    from tests.unit.model.conftest import TINY
+
+    again = fit_ensemble(tiny_train, TINY, seed=3)
+    a, b = tiny_fit[0], again[0]
+    assert np.array_equal(a.extractor.char_hashes, b.extractor.char_hashes)
+    assert a.extractor.word_keys == b.extractor.word_keys
+    assert np.array_equal(a.weights, b.weights)
+    assert np.array_equal(a.bias, b.bias)
+    assert tiny_fit[3] == again[3] or all(
+        np.isclose(tiny_fit[3][k], again[3][k]) for k in tiny_fit[3] if "seconds" not in k
+    )
