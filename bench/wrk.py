@@ -1,0 +1,128 @@
+"""wrk driver: POST JSON bodies from a Lua script, parse a JSON summary, account client CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+_LUA_HEAD = """
+local bodies = {
+@BODIES@
+}
+local method = "@METHOD@"
+local headers = { ["Content-Type"] = "application/json" }
+local reqs = {}
+local n = 0
+
+init = function(args)
+  if #bodies == 0 then
+    reqs[1] = wrk.format(method, nil, {}, nil)
+  else
+    for i, body in ipairs(bodies) do
+      headers["X-Request-ID"] = "wrk-" .. i
+      reqs[i] = wrk.format(method, nil, headers, body)
+    end
+  end
+end
+
+request = function()
+  n = n % #reqs + 1
+  return reqs[n]
+end
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"bytes":%d,"status_errors":%d,' ..
+    '"connect_errors":%d,"read_errors":%d,"write_errors":%d,"timeouts":%d,' ..
+    '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f}\\n',
+    summary.requests, summary.duration, summary.bytes, e.status, e.connect, e.read,
+    e.write, e.timeout, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, latency.mean))
+end
+"""
+
+
+def lua_script(bodies: Sequence[str], method: str = "POST") -> str:
+    """Bodies are embedded as Lua long strings; none of them may contain `]==]`."""
+    literals = ",\n".join(f"[==[{body}]==]" for body in bodies if "]==]" not in body)
+    return _LUA_HEAD.replace("@BODIES@", literals).replace("@METHOD@", method)
+
+
+def server_cpu_seconds(pids: Sequence[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def run_wrk(
+    url: str,
+    script: Path,
+    *,
+    duration_s: float,
+    connections: int = 16,
+    threads: int = 1,
+    server_pids: Sequence[int] = (),
+    timeout_s: float = 10.0,
+) -> dict[str, Any]:
+    """One wrk run. Returns wrk's summary plus requests/s, client and server CPU seconds."""
+    wrk = shutil.which("wrk") or "/usr/bin/wrk"
+    args = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(duration_s))}s",
+        f"--timeout={max(1, round(timeout_s))}s",
+        "-s",
+        str(script),
+        url,
+    ]
+    cpu_before = server_cpu_seconds(server_pids)
+    started = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    output = proc.stdout.read().decode("utf-8", "replace")
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    cpu_after = server_cpu_seconds(server_pids)
+    line = next((ln for ln in output.splitlines() if ln.startswith("WRKJSON ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {output[-2000:]}")
+    result: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
+    seconds = result["duration_us"] / 1e6
+    errors = sum(
+        result[k]
+        for k in ("status_errors", "connect_errors", "read_errors", "write_errors", "timeouts")
+    )
+    result.update(
+        {
+            "url": url,
+            "connections": connections,
+            "rps": round(result["requests"] / seconds, 1),
+            "errors": errors,
+            "p50_ms": result["p50_us"] / 1000,
+            "p90_ms": result["p90_us"] / 1000,
+            "p99_ms": result["p99_us"] / 1000,
+            "client_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+            "client_cpu_share": round((usage.ru_utime + usage.ru_stime) / wall, 3),
+            "server_cpu_s": round(cpu_after - cpu_before, 3),
+        }
+    )
+    result["server_cpu_ms_per_request"] = (
+        round(1000 * result["server_cpu_s"] / result["requests"], 4) if result["requests"] else None
+    )
+    return result

@@ -1,0 +1,229 @@
+"""Realistic traffic for the bluegreen API.
+
+    locust -f loadtests/locustfile.py --host http://127.0.0.1:8000
+    locust -f loadtests/locustfile.py --host http://127.0.0.1:8000 --headless -u 20 -r 20 -t 1m
+
+Korean movie reviews (short and long, emoji, mixed scripts), single and batch calls, one
+`X-Request-ID` per simulated user so the canary's sticky split is exercised, and a strict check
+of every response: status, body schema, label set, probabilities, and the `X-Model-Version` /
+`X-Model-Slot` headers agreeing with the body.
+
+Self-contained on purpose: the compose `loadtest` profile mounts only this directory into the
+stock Locust image, so nothing here imports bluegreen.
+
+Environment (all optional):
+  LOADTEST_TEXTS     a texts file: one text per line, or an NSMC-style .tsv[.gz] (text column);
+                     default: texts_ko.txt next to this file
+  LOADTEST_RPS_USER  per-user request rate (constant throughput); default: think time 0.5-2 s
+  LOADTEST_RECORD    write one CSV row per request here (the swap-under-load runner reads it):
+                     t_end,latency_ms,kind,status,ok,version,slot,user,error
+  LOADTEST_BATCH_MAX largest batch to send (default 32; keep <= BLUEGREEN_MAX_BATCH)
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import os
+import random
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from locust import between, constant_throughput, events, task
+from locust.contrib.fasthttp import FastHttpUser
+
+LABELS = frozenset({"부정", "중립/복합", "긍정"})
+SLOTS = frozenset({"blue", "green"})
+HERE = Path(__file__).resolve().parent
+BATCH_MAX = int(os.environ.get("LOADTEST_BATCH_MAX", "32"))
+LONG_MIN_CHARS = 400
+"""Longer than the server's inline threshold (300), so the executor path is exercised too."""
+
+
+def load_texts(source: str | None = None) -> list[str]:
+    path = Path(source or os.environ.get("LOADTEST_TEXTS") or HERE / "texts_ko.txt")
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        raw = gzip.decompress(raw)
+    content = raw.decode("utf-8")
+    texts: list[str] = []
+    if ".tsv" in path.suffixes:
+        reader = csv.reader(io.StringIO(content), delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader)
+        column = header.index("text") if "text" in header else len(header) - 1
+        texts = [row[column] for row in reader if len(row) > column]
+    else:
+        texts = [line for line in content.splitlines() if not line.startswith("#")]
+    texts = [t.strip() for t in texts if t.strip()]
+    if not texts:
+        raise RuntimeError(f"no texts in {path}")
+    return texts
+
+
+TEXTS = load_texts()
+
+
+def long_text(rng: random.Random) -> str:
+    """A long review: several real ones joined, 400-2000 characters."""
+    target = rng.randint(LONG_MIN_CHARS, 2000)
+    parts: list[str] = []
+    size = 0
+    while size < target:
+        part = rng.choice(TEXTS)
+        parts.append(part)
+        size += len(part) + 1
+    return " ".join(parts)[:target]
+
+
+class Recorder:
+    """Appends one CSV row per request when LOADTEST_RECORD is set (cheap, buffered)."""
+
+    def __init__(self, path: str | None) -> None:
+        self._file = open(path, "w", buffering=1 << 16, encoding="utf-8") if path else None  # noqa: SIM115
+        if self._file is not None:
+            self._file.write("t_end,latency_ms,kind,status,ok,version,slot,user,error\n")
+
+    def write(  # noqa: PLR0917 - one CSV row, in column order
+        self, kind: str, latency_ms: float, status: int, ok: bool,
+        version: str, slot: str, user: str, error: str = "",
+    ) -> None:  # fmt: skip
+        if self._file is None:
+            return
+        error = error.replace(",", ";").replace("\n", " ")[:120]
+        self._file.write(
+            f"{time.time():.4f},{latency_ms:.3f},{kind},{status},{int(ok)},"
+            f"{version},{slot},{user},{error}\n"
+        )
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+            self._file.close()
+            self._file = None
+
+
+RECORDER = Recorder(os.environ.get("LOADTEST_RECORD"))
+
+
+@events.quitting.add_listener
+def _close_recorder(**_: Any) -> None:
+    RECORDER.close()
+
+
+@events.test_stop.add_listener
+def _flush_recorder(**_: Any) -> None:
+    if RECORDER._file is not None:
+        RECORDER._file.flush()
+
+
+class ContractError(Exception):
+    pass
+
+
+def check_result(item: Any, where: str) -> None:
+    if not isinstance(item, dict):
+        raise ContractError(f"{where}: not an object")
+    sentiment, score, details = item.get("sentiment"), item.get("score"), item.get("details")
+    if sentiment not in LABELS:
+        raise ContractError(f"{where}: sentiment {sentiment!r} not a label")
+    if not isinstance(details, dict) or set(details) != LABELS:
+        raise ContractError(f"{where}: details keys {details!r}")
+    values = list(details.values())
+    if not all(isinstance(v, int | float) and 0.0 <= v <= 1.0 for v in values):
+        raise ContractError(f"{where}: probability out of range")
+    if not math.isclose(sum(values), 1.0, abs_tol=1e-3):
+        raise ContractError(f"{where}: probabilities sum to {sum(values)}")
+    if not isinstance(score, int | float) or not math.isclose(score, details[sentiment]):
+        raise ContractError(f"{where}: score {score!r} is not details[sentiment]")
+    if max(values) - details[sentiment] > 1e-9:
+        raise ContractError(f"{where}: sentiment is not the most probable label")
+
+
+def check_response(body: Any, headers: Any, n_texts: int | None) -> tuple[str, str]:
+    """Validate one 200 body; returns (version, slot) from the headers."""
+    version = headers.get("X-Model-Version") or headers.get("x-model-version")
+    slot = headers.get("X-Model-Slot") or headers.get("x-model-slot")
+    if not version:
+        raise ContractError("X-Model-Version header missing")
+    if slot not in SLOTS:
+        raise ContractError(f"X-Model-Slot {slot!r}")
+    if not isinstance(body, dict):
+        raise ContractError("body is not an object")
+    if str(body.get("model_version")) != version or body.get("model_slot") != slot:
+        raise ContractError("headers and body disagree on version/slot")
+    if n_texts is None:
+        check_result(body, "body")
+    else:
+        results = body.get("results")
+        if not isinstance(results, list) or len(results) != n_texts:
+            raise ContractError(f"expected {n_texts} results")
+        for index, item in enumerate(results):
+            check_result(item, f"results[{index}]")
+    return version, slot
+
+
+def _wait_time() -> Any:
+    rate = os.environ.get("LOADTEST_RPS_USER")
+    if rate:
+        return constant_throughput(float(rate))
+    return between(0.5, 2.0)
+
+
+class ReviewUser(FastHttpUser):
+    """One client of the API; keeps one X-Request-ID for its whole life (canary stickiness)."""
+
+    wait_time = _wait_time()
+    # Fail fast instead of hanging the run; the server's own timeout is 10 s.
+    network_timeout = 15.0
+    connection_timeout = 5.0
+
+    def on_start(self) -> None:
+        self.key = uuid.uuid4().hex
+        self.rng = random.Random(self.key)
+        self.headers = {"X-Request-ID": self.key, "Content-Type": "application/json"}
+
+    def _post(self, path: str, payload: dict[str, Any], kind: str, n_texts: int | None) -> None:
+        started = time.perf_counter()
+        with self.client.post(
+            path,
+            data=json.dumps(payload, ensure_ascii=False).encode("utf-8"),
+            headers=self.headers,
+            name=kind,
+            catch_response=True,
+        ) as response:
+            latency_ms = (time.perf_counter() - started) * 1000
+            status = response.status_code or 0
+            version = slot = error = ""
+            if status != 200:
+                error = f"HTTP {status}: {(response.text or '')[:80]}"
+            else:
+                try:
+                    version, slot = check_response(response.json(), response.headers, n_texts)
+                except (ContractError, ValueError) as exc:
+                    error = f"contract: {exc}"
+            if error:
+                response.failure(error)
+            else:
+                response.success()
+            RECORDER.write(kind, latency_ms, status, not error, version, slot, self.key, error)
+
+    @task(14)
+    def single_short(self) -> None:
+        self._post("/predict", {"text": self.rng.choice(TEXTS)}, "predict", None)
+
+    @task(2)
+    def single_long(self) -> None:
+        self._post("/predict", {"text": long_text(self.rng)}, "predict_long", None)
+
+    @task(3)
+    def batch(self) -> None:
+        n = self.rng.randint(2, BATCH_MAX)
+        texts = [self.rng.choice(TEXTS) for _ in range(n)]
+        if self.rng.random() < 0.2:
+            texts[self.rng.randrange(n)] = long_text(self.rng)
+        self._post("/predict/batch", {"texts": texts}, "predict_batch", n)
