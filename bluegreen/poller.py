@@ -155,8 +155,8 @@ class Controller:
             return None
         if wanted == self._live_version() and cand is None:
             return None
-        if cand is not None and wanted == cand.version:
-            return None
+        # Something differs, or a canary runs: a full reconcile (two calls) also reads the
+        # version's tags, so a candidate another process already vetted is promoted here too.
         return await self.reconcile()
 
     def _apply_canary_percent(self, percent: float | None) -> None:
@@ -177,6 +177,13 @@ class Controller:
             # admin pinned live): stop canarying it here too.
             await self.manager.abort_candidate(reason="alias no longer names the candidate")
         vetted = target.promoted_by is not None
+        if vetted and cand is not None and cand.version == target.version:
+            # Another process's canary passed (or an admin promoted it): follow at once
+            # instead of waiting for this process's own window, which may see little traffic.
+            await self.manager.promote_candidate()
+            return ReconcileResult(
+                ReconcileStatus.DEPLOYED, target.version, target.source, "vetted elsewhere"
+            )
         result = await self.manager.deploy(self._ref(target), canary=not vetted)
         return self._from_deploy(result, target.source)
 

@@ -577,3 +577,37 @@ async def test_run_loop_stops_when_cancelled_right_after_a_wake(
         await asyncio.wait({task}, timeout=2)
     assert task in done, "run() swallowed the cancellation"
     assert task.cancelled()
+
+
+async def test_candidate_vetted_elsewhere_is_promoted_on_the_next_control_check() -> None:
+    """Two workers canary the same version; the first to pass tags it promoted_by. The other,
+    whose own window may see little traffic, must follow at its next control check."""
+    from bluegreen.serving.lifecycle import LifecycleConfig, SlotManager
+
+    registry = FakeRegistry()
+    registry.add(1)
+    executor = ThreadPoolExecutor(2)
+    manager = SlotManager(LifecycleConfig(canary_percent=20), FakeLoader(), executor)
+    controller = Controller(
+        registry, manager, executor,  # type: ignore[arg-type]
+        poll_interval_s=300, control_interval_s=1, backoff_base_s=1, backoff_max_s=1,
+    )  # fmt: skip
+    manager.set_listener(controller)
+    try:
+        await controller.reconcile()
+        registry.add(2)
+        await controller.control_check()
+        assert manager.candidate is not None
+        assert manager.candidate.version == 2
+        await controller.control_check()
+        assert manager.candidate is not None  # not vetted yet: the canary goes on
+        registry.mark_promoted(2, who="bluegreen canary", why="passed on another worker")
+        result = await controller.control_check()
+        assert result is not None
+        assert result.detail == "vetted elsewhere"
+        assert manager.live is not None
+        assert manager.live.version == 2
+        assert manager.candidate is None
+    finally:
+        await manager.close()
+        executor.shutdown()
