@@ -40,7 +40,9 @@ class BodyTimeoutMiddleware:
             if deadline is None:
                 deadline = loop.time() + self.timeout_s
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                # asyncio.timeout schedules one timer; wait_for would create a task per read.
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
             except TimeoutError:
                 raise BodyReadTimeout(
                     detail=f"request body not received within {self.timeout_s:g}s",

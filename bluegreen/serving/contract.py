@@ -25,6 +25,15 @@ def check_probabilities(probs: object, n_rows: int) -> NDArray[np.float64]:
     if probs.shape != (n_rows, len(LABELS)):
         raise ContractViolation(f"expected shape {(n_rows, len(LABELS))}, got {probs.shape}")
     arr = probs.astype(np.float64, copy=False)
+    if n_rows == 1:
+        # One row: plain float checks beat five numpy calls (~1 µs against ~10 µs).
+        row = arr[0].tolist()
+        if not all(-PROBABILITY_TOLERANCE <= p <= 1 + PROBABILITY_TOLERANCE for p in row):
+            # NaN fails every comparison, so it lands here too.
+            raise ContractViolation(f"probability not finite or outside [0, 1]: {row}")
+        if abs(sum(row) - 1.0) > PROBABILITY_TOLERANCE:
+            raise ContractViolation("probabilities do not sum to 1")
+        return arr
     if not np.isfinite(arr).all():
         raise ContractViolation("non-finite probability")
     if (arr < -PROBABILITY_TOLERANCE).any() or (arr > 1 + PROBABILITY_TOLERANCE).any():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import enum
 import time
+from typing import Any
 
 import attrs
 
@@ -84,8 +85,11 @@ class Slot:
     errors: int = 0
     last_failure: str | None = None
     window: TrafficWindow = attrs.field(factory=TrafficWindow)
+    _inflight_gauge: Any = attrs.field(init=False, default=None, repr=False)
+    """This slot's child of SLOT_INFLIGHT: `.labels()` costs a lock and a dict per call."""
 
     def __attrs_post_init__(self) -> None:
+        self._inflight_gauge = metrics.SLOT_INFLIGHT.labels(self.name)
         self._publish_state(None)
 
     @property
@@ -109,12 +113,12 @@ class Slot:
         if model is None:
             raise InvalidTransition(f"slot {self.name} has no model to lease")
         self.inflight += 1
-        metrics.SLOT_INFLIGHT.labels(self.name).inc()
+        self._inflight_gauge.inc()
         return model
 
     def release(self, latency_s: float, ok: bool) -> None:
         self.inflight -= 1
-        metrics.SLOT_INFLIGHT.labels(self.name).dec()
+        self._inflight_gauge.dec()
         self.requests += 1
         if not ok:
             self.errors += 1
