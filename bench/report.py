@@ -223,6 +223,18 @@ def _memory_section(mem: dict[str, Any]) -> list[str]:
         f"{mem['free_leak_events']}. RSS before the first swap: "
         f"{mem['rss_mib_before_first_swap']} MiB.",
         "",
+        *(
+            [
+                "Time from moving the alias to the first response from the new version, with "
+                "`POST /admin/reload` (load + smoke + promote, then one /predict): median "
+                f"{mem['alias_to_first_response_ms']['median']} ms, max "
+                f"{mem['alias_to_first_response_ms']['max']} ms. Without the admin call a "
+                "process notices within `BLUEGREEN_CONTROL_INTERVAL_S` (15 s by default).",
+                "",
+            ]
+            if "alias_to_first_response_ms" in mem
+            else []
+        ),
         "| swaps | " + " | ".join(at) + " |",
         "|---|" + "---|" * len(at),
         "| RSS MiB | " + " | ".join(str(v) for v in at.values()) + " |",

@@ -440,7 +440,7 @@ def summarize_stacks(raw: Path) -> dict[str, Any]:
 # --- 4: memory over swaps -----------------------------------------------------------------------
 def memory(out: Path, model: ModelUnderTest, swaps: int) -> dict[str, Any]:
     name = model.fresh_name("mem")
-    checkpoints = sorted({c for c in (1, 10, 50, 100, swaps) if c <= swaps})
+    checkpoints = sorted({c for c in (1, 10, 20, 50, 100, swaps) if c <= swaps})
     app = AppServer(
         out / "app-memory",
         model.url,
@@ -457,6 +457,7 @@ def memory(out: Path, model: ModelUnderTest, swaps: int) -> dict[str, Any]:
     sample = texts(50)
     series: list[tuple[int, float]] = []
     at: dict[int, float] = {}
+    alias_to_first_response: list[float] = []
     started = time.monotonic()
     try:
         app.start(timeout=180)
@@ -471,12 +472,17 @@ def memory(out: Path, model: ModelUnderTest, swaps: int) -> dict[str, Any]:
                 version = registry._create(
                     model.source[0], model.source[1], "production", model.source[2]
                 )
+                moved = time.perf_counter()  # _create moved the alias as its last call
                 result = client.post("/admin/reload", headers=ADMIN).json()
                 if result.get("version") != version:
                     raise RuntimeError(f"swap {n}: reload answered {result}")
-                for text in sample[:20]:
+                for i, text in enumerate(sample[:20]):
                     response = client.post("/predict", json={"text": text})
                     response.raise_for_status()
+                    if i == 0:
+                        if response.headers["x-model-version"] != str(version):
+                            raise RuntimeError(f"swap {n}: first answer not from {version}")
+                        alias_to_first_response.append(time.perf_counter() - moved)
                 _wait_freed(app, n)
                 rss = proc.memory_info().rss / 2**20
                 series.append((n, rss))
@@ -496,6 +502,10 @@ def memory(out: Path, model: ModelUnderTest, swaps: int) -> dict[str, Any]:
         "rss_mib_before_first_swap": round(series[0][1], 1),
         "growth_last_vs_first_pct": round(100 * (last - first) / first, 2),
         "free_leak_events": leaks,
+        "alias_to_first_response_ms": {
+            "median": round(1000 * statistics.median(alias_to_first_response), 1),
+            "max": round(1000 * max(alias_to_first_response), 1),
+        },
         "seconds": round(time.monotonic() - started, 1),
         "png": str(png),
     }

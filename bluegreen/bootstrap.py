@@ -47,6 +47,9 @@ def bootstrap_if_empty(settings: Settings, registry: Registry) -> int | None:
             return None
         started = time.monotonic()
         event(log, "bootstrap.train.start", model=settings.model_name)
+        # Here, not in the child: only this process knows the registry is the embedded one
+        # whose artifacts belong under the state dir (the child sees an explicit URI).
+        ensure_experiment(settings)
         env = {**os.environ, "MLFLOW_TRACKING_URI": settings.effective_tracking_uri}
         child = subprocess.run(
             [sys.executable, "-m", "bluegreen.bootstrap"],
@@ -72,8 +75,7 @@ def main() -> int:
     """Child process entry: train and register the default model, print its version."""
     from bluegreen.model import bootstrap_default_model
 
-    settings = Settings.from_env()
-    ensure_experiment(settings)
+    settings = Settings.from_env()  # MLFLOW_EXPERIMENT_NAME comes from the parent
     version = bootstrap_default_model(
         settings.effective_tracking_uri,
         settings.model_name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import queue
 import threading
@@ -103,6 +104,26 @@ def registry_loader(settings: Settings, registry: Registry) -> Loader:
     return loader
 
 
+def _open_registry(settings: Settings) -> Registry:
+    """Opening an sqlite registry creates and migrates its schema; several workers doing that
+    at once corrupt the migration, so on sqlite they take turns under a file lock."""
+
+    def open_() -> Registry:
+        return Registry(
+            settings.effective_tracking_uri,
+            settings.model_name,
+            settings.model_alias,
+            settings.fallback_stages,
+        )
+
+    if not settings.effective_tracking_uri.startswith("sqlite:"):
+        return open_()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.state_dir / "registry.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return open_()
+
+
 @attrs.define
 class Runtime:
     settings: Settings
@@ -122,12 +143,7 @@ class Runtime:
         registry: Registry | None = None,
         loader_factory: LoaderFactory = registry_loader,
     ) -> Runtime:
-        registry = registry or Registry(
-            settings.effective_tracking_uri,
-            settings.model_name,
-            settings.model_alias,
-            settings.fallback_stages,
-        )
+        registry = registry or _open_registry(settings)
         predict_executor = ThreadPoolExecutor(settings.predict_threads, "predict")
         load_executor = DaemonExecutor(1, "model-load")
         registry_executor = DaemonExecutor(2, "registry")

@@ -403,7 +403,10 @@ def log_fit_output(
             encoding="utf-8",
         )
         if tracking_uri is not None:
+            # Both: registration and alias moves go through the registry URI, which a caller
+            # may have pointed elsewhere earlier in the process.
             mlflow.set_tracking_uri(tracking_uri)
+            mlflow.set_registry_uri(tracking_uri)
         mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT)
         t_log = time.perf_counter()
         with mlflow.start_run(run_name=f"ensemble-{profile}-seed{params.get('seed')}") as run:

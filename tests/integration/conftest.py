@@ -40,9 +40,7 @@ AppFactory = Callable[..., AppServer]
 
 
 @pytest.fixture
-def start_app(
-    tmp_path: Path, mlflow_server: MlflowServer, model_name: str
-) -> Iterator[AppFactory]:
+def start_app(tmp_path: Path, mlflow_server: MlflowServer, model_name: str) -> Iterator[AppFactory]:
     started: list[AppServer] = []
 
     def start(

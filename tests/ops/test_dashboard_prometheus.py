@@ -109,6 +109,21 @@ class Prometheus(Process):
         return list(body["data"])
 
 
+def wait_scrapes(prometheus: Prometheus, n: int, timeout: float = 60) -> None:
+    """Wait for `n` more successful scrapes: on a fast machine the whole scenario can fit
+    between two scrapes, and a panel's rate() needs two samples around the traffic."""
+
+    def scrapes() -> int:
+        result = prometheus.query("count_over_time(up[10m])")["data"]["result"]
+        return int(float(result[0]["value"][1])) if result else 0
+
+    target = scrapes() + n
+    deadline = time.monotonic() + timeout
+    while scrapes() < target:
+        assert time.monotonic() < deadline, f"Prometheus made fewer than {n} scrapes"
+        time.sleep(0.25)
+
+
 def metric_value(app: AppServer, name: str, **labels: str) -> float:
     total = 0.0
     for line in httpx.get(f"{app.url}/metrics", timeout=5).text.splitlines():
@@ -183,6 +198,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, prometheus_bin: str) -> I
         prometheus = Prometheus(root / "prometheus", prometheus_bin, f"127.0.0.1:{app.port}")
         prometheus.start()
         prometheus.started = time.time()
+        # Traffic before Prometheus's first scrape would leave rate() nothing to see.
+        wait_scrapes(prometheus, 2)
         traffic(app, rounds=5)
         # a version that cannot load: failures and the failure timestamp appear
         registry.register_corrupt()
@@ -193,7 +210,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, prometheus_bin: str) -> I
         httpx.post(f"{app.url}/admin/reload", headers=ADMIN, timeout=120)
         wait_live(app, v3, v1)
         traffic(app, rounds=5)
-        time.sleep(4)  # a few more scrapes and rule evaluations
+        wait_scrapes(prometheus, 5)  # a few more scrapes and rule evaluations
         yield prometheus
     finally:
         for process in (prometheus, app, mlflow):

@@ -166,6 +166,21 @@ class AppServer(Process):
         wait_http(f"{self.url}/healthz", timeout=timeout, proc=self.proc)
         if ready:
             wait_http(f"{self.url}/readyz", timeout=timeout, proc=self.proc)
+            if self.workers > 1:
+                self._wait_all_workers_ready(timeout)
+
+    def _wait_all_workers_ready(self, timeout: float) -> None:
+        """Each worker loads on its own; one 200 from /readyz says nothing about the others.
+        Fresh connections spread over the workers: require a run of consecutive 200s."""
+        deadline = time.monotonic() + timeout
+        streak = 0
+        while streak < 10 * self.workers:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not every worker of {self.url} became ready")
+            ok = httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200
+            streak = streak + 1 if ok else 0
+            if not ok:
+                time.sleep(0.2)
 
     def worker_pids(self) -> list[int]:
         import psutil
