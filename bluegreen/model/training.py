@@ -442,7 +442,9 @@ def log_fit_output(
             },
         )
         if alias is not None:
-            better = prev is None or metrics["test_macro_f1"] > prev
+            # The alias holder's score comes back from a tag written with 6 decimals: compare
+            # at that precision, or an identical retrain looks better by rounding noise.
+            better = prev is None or round(metrics["test_macro_f1"], 6) > prev
             if better or not promote_if_better:
                 registry_io.set_alias(model_name, alias, version)
                 promoted = True

@@ -23,7 +23,12 @@ def test_version_over_smoke_latency_budget_is_rejected(
 ) -> None:
     v1 = registry.register()
     app = start_app(
-        env={"BLUEGREEN_ADMIN_TOKEN": TOKEN, "BLUEGREEN_SMOKE_LATENCY_BUDGET_MS": "100"}
+        # No control checks: the admin reload below must be the one that meets the version.
+        env={
+            "BLUEGREEN_ADMIN_TOKEN": TOKEN,
+            "BLUEGREEN_SMOKE_LATENCY_BUDGET_MS": "100",
+            "BLUEGREEN_CONTROL_INTERVAL_S": "0",
+        }
     )
     before = metric(app.url, "bluegreen_model_load_failures_total", reason="smoke_failed")
     with Load(app.url, clients=3) as load:

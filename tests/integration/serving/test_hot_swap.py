@@ -68,7 +68,10 @@ def test_bad_version_is_rejected_and_live_keeps_serving(
     registry: TestRegistry, start_app: AppFactory, kind: str
 ) -> None:
     v1 = registry.register()
-    app = start_app(env={"BLUEGREEN_ADMIN_TOKEN": "test-token"})
+    # No control checks: the admin reload below must be the one that meets the bad version.
+    app = start_app(
+        env={"BLUEGREEN_ADMIN_TOKEN": "test-token", "BLUEGREEN_CONTROL_INTERVAL_S": "0"}
+    )
     failures_before = metric(app, "bluegreen_model_load_failures_total")
     if kind == "corrupt":
         bad = registry.register_corrupt()
