@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from tests.ops.conftest import REPO
+from tests.support.faults import metric
 from tests.support.models import TestRegistry
 from tests.support.servers import AppServer, MlflowServer, Process, free_port, wait_http
 
@@ -124,16 +125,6 @@ def wait_scrapes(prometheus: Prometheus, n: int, timeout: float = 60) -> None:
         time.sleep(0.25)
 
 
-def metric_value(app: AppServer, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in httpx.get(f"{app.url}/metrics", timeout=5).text.splitlines():
-        if line.startswith((name + "{", name + " ")) and all(
-            f'{k}="{v}"' in line for k, v in labels.items()
-        ):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def traffic(app: AppServer, rounds: int = 1) -> None:
     with httpx.Client(base_url=app.url, timeout=10) as client:
         for _ in range(rounds):
@@ -151,8 +142,8 @@ def wait_live(app: AppServer, version: int, previous: int, timeout: float = 120)
     while time.monotonic() < deadline:
         traffic(app)
         if (
-            metric_value(app, "model_version_info", version=str(version)) == 1
-            and metric_value(app, "model_version_info", version=str(previous)) == 0
+            metric(app.url, "model_version_info", version=str(version)) == 1
+            and metric(app.url, "model_version_info", version=str(previous)) == 0
         ):
             return
     pytest.fail(f"version {version} never became live everywhere:\n{app.log_text()[-4000:]}")
@@ -192,7 +183,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, prometheus_bin: str) -> I
         # /readyz answers from whichever worker accepts the connection: wait until both
         # workers have loaded v1 (the counter sums over workers).
         deadline = time.monotonic() + 60
-        while metric_value(app, "model_load_success_total") < 2:
+        while metric(app.url, "model_load_success_total") < 2:
             assert time.monotonic() < deadline, app.log_text()[-3000:]
             time.sleep(0.5)
         prometheus = Prometheus(root / "prometheus", prometheus_bin, f"127.0.0.1:{app.port}")

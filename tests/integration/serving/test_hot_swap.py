@@ -8,22 +8,12 @@ import httpx
 import pytest
 
 from tests.integration.conftest import AppFactory
+from tests.support.faults import metric
 from tests.support.models import TestRegistry
 from tests.support.servers import AppServer
 
 pytestmark = pytest.mark.integration
 ADMIN = {"Authorization": "Bearer test-token"}
-
-
-def metric(app: AppServer, name: str, **labels: str) -> float:
-    text = httpx.get(f"{app.url}/metrics", timeout=5).text
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def predict(app: AppServer, text: str = "정말 최고의 영화") -> httpx.Response:
@@ -40,7 +30,7 @@ def test_serves_v1_then_swaps_to_v2_without_restart(
     assert first.json()["model_version"] == v1
     assert first.headers["x-model-version"] == str(v1)
     assert first.json()["sentiment"] == "긍정"
-    swaps_before = metric(app, "model_hot_swap_total")
+    swaps_before = metric(app.url, "model_hot_swap_total")
 
     v2 = registry.register()
     reload = httpx.post(f"{app.url}/admin/reload", headers=ADMIN, timeout=60)
@@ -50,9 +40,9 @@ def test_serves_v1_then_swaps_to_v2_without_restart(
     after = predict(app)
     assert after.json()["model_version"] == v2
     assert after.json()["model_slot"] != first.json()["model_slot"]
-    assert metric(app, "model_hot_swap_total") == swaps_before + 1
-    assert metric(app, "model_version_info", version=str(v2)) == 1
-    assert metric(app, "model_version_info", version=str(v1)) == 0
+    assert metric(app.url, "model_hot_swap_total") == swaps_before + 1
+    assert metric(app.url, "model_version_info", version=str(v2)) == 1
+    assert metric(app.url, "model_version_info", version=str(v1)) == 0
     events = [e["event"] for e in app.log_events()]
     for expected in ("model.load.start", "model.load.end", "model.smoke.passed",
                      "model.promoted", "slot.drained", "model.freed"):  # fmt: skip
@@ -72,7 +62,7 @@ def test_bad_version_is_rejected_and_live_keeps_serving(
     app = start_app(
         env={"BLUEGREEN_ADMIN_TOKEN": "test-token", "BLUEGREEN_CONTROL_INTERVAL_S": "0"}
     )
-    failures_before = metric(app, "bluegreen_model_load_failures_total")
+    failures_before = metric(app.url, "bluegreen_model_load_failures_total")
     if kind == "corrupt":
         bad = registry.register_corrupt()
     elif kind == "missing":
@@ -86,16 +76,16 @@ def test_bad_version_is_rejected_and_live_keeps_serving(
         response = predict(app)
         assert response.status_code == 200
         assert response.json()["model_version"] == v1
-    assert metric(app, "bluegreen_model_load_failures_total") == failures_before + 1
-    assert metric(app, "bluegreen_model_last_failure_timestamp_seconds") > 0
+    assert metric(app.url, "bluegreen_model_load_failures_total") == failures_before + 1
+    assert metric(app.url, "bluegreen_model_last_failure_timestamp_seconds") > 0
     tags = registry.tags(bad)
     assert "bluegreen.rejected" in tags
     # The alias is pointed back at the version that serves, so fresh workers can start.
     assert registry.alias_version() == v1
     # Not retried in a loop: a second reconcile skips it without loading.
-    loads = metric(app, "model_load_total")
+    loads = metric(app.url, "model_load_total")
     httpx.post(f"{app.url}/admin/reload", headers=ADMIN, timeout=60)
-    assert metric(app, "model_load_total") == loads
+    assert metric(app.url, "model_load_total") == loads
     assert httpx.get(f"{app.url}/readyz").status_code == 200
 
 
@@ -112,13 +102,13 @@ def test_registry_down_keeps_serving(
         TestRegistry(server.url, model_name).register()
         app = start_app(tracking_uri=server.url)
         server.stop()
-        errors_before = metric(app, "bluegreen_registry_polls_total", result="error")
+        errors_before = metric(app.url, "bluegreen_registry_polls_total", result="error")
         for _ in range(30):
             assert predict(app).status_code == 200
         import time
 
         time.sleep(3)
-        assert metric(app, "bluegreen_registry_polls_total", result="error") > errors_before
+        assert metric(app.url, "bluegreen_registry_polls_total", result="error") > errors_before
         assert httpx.get(f"{app.url}/readyz").status_code == 200
         assert predict(app).status_code == 200
     finally:
