@@ -324,6 +324,12 @@ class Controller:
         return {"version": version, "outcome": result.outcome.value, "alias_error": alias_error}
 
     async def rollback(self, who: str) -> dict[str, Any]:
+        # Converge first: an admin action elsewhere in the fleet (a pin, another rollback) may
+        # have moved the alias since this process last looked, and "previous" must mean the
+        # version before the one the fleet serves, not before this process's stale live one.
+        # With the registry down, the local history is the best there is.
+        with contextlib.suppress(RegistryUnavailable):
+            await self.reconcile()
         previous = self.manager.previous
         if previous is None:
             raise NoPreviousVersion("no previous version to roll back to")

@@ -510,6 +510,39 @@ async def test_rollback_reloads_the_previous_version(
     assert metric("bluegreen_rollbacks_total", model=name) == before + 1
 
 
+async def test_rollback_first_converges_on_a_pin_made_by_another_process(
+    control: ControllerFactory, registry: FakeRegistry, loader: FakeLoader
+) -> None:
+    controller = control()
+    registry.add(1)
+    await controller.reconcile()
+    registry.add(2)
+    await controller.reconcile()
+    # Another worker pinned v1; this one has not reconciled yet (live 2, previous 1). The
+    # fleet's rollback from v1 means "back to 2", not "to this process's previous, 1".
+    registry.alias = 1
+    result = await controller.rollback("ops@test")
+    assert result["version"] == 2
+    assert live_version(controller) == 2
+    assert registry.alias == 2
+    assert loader.loaded == [1, 2, 1, 2]
+
+
+async def test_rollback_uses_local_history_while_the_registry_is_down(
+    control: ControllerFactory, registry: FakeRegistry
+) -> None:
+    controller = control()
+    registry.add(1)
+    await controller.reconcile()
+    registry.add(2)
+    await controller.reconcile()
+    registry.down = True
+    result = await controller.rollback("ops@test")
+    assert result["version"] == 1
+    assert result["alias_error"] == "connection refused"
+    assert live_version(controller) == 1
+
+
 async def test_rollback_is_instant_when_the_previous_version_is_retained(
     control: ControllerFactory, registry: FakeRegistry, loader: FakeLoader
 ) -> None:

@@ -17,10 +17,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def sample_versions(app: AppServer, n: int, *, keyed: bool = True) -> collections.Counter[int]:
+    """One connection per request: the kernel hands each to whichever worker accepts first,
+    so the sample spans both workers (a keep-alive connection would stay on one)."""
     counts: collections.Counter[int] = collections.Counter()
     with httpx.Client(base_url=app.url, timeout=30) as client:
         for i in range(n):
-            headers = {"X-Request-ID": f"user-{i}"} if keyed else {}
+            headers = {"Connection": "close"}
+            if keyed:
+                headers["X-Request-ID"] = f"user-{i}"
             r = client.post("/predict", json={"text": f"최고의 영화 {i}"}, headers=headers)
             assert r.status_code == 200, r.text
             counts[int(r.headers["x-model-version"])] += 1
