@@ -12,7 +12,7 @@ import numpy.typing as npt
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from .evaluate import three_class_metrics
+from .evaluate import three_class_metrics, tune_binary_offset
 from .features import FeatureSpace
 from .labels import LABELS
 from .members import FittedMember
@@ -37,6 +37,7 @@ class Stacker:
     intercept: F64  # (3,)
     prior: F64  # (3,) offsets added to the logits
     oof_logits: F64  # out-of-fold stacker logits on the validation split (incl. prior)
+    binary_offset: float = 0.0  # NSMC-protocol decision offset, tuned on oof_logits
 
 
 def _fit_lr(z: F64, y: I64, cfg: StackerConfig, seed: int) -> LogisticRegression:
@@ -73,7 +74,12 @@ def fit_stacker(member_logits: Sequence[F64], y: I64, cfg: StackerConfig, seed: 
         intercept=np.asarray(lr.intercept_, dtype=np.float64),
         prior=prior,
         oof_logits=oof + prior,
+        binary_offset=tune_binary_offset(oof + prior, y, seed),
     )
+
+
+def _transform_key(mem: FittedMember) -> tuple[bytes, bool, bool, bool]:
+    return (mem.idf.tobytes(), mem.binary, mem.sublinear, mem.l2)
 
 
 def compile_ensemble(
@@ -82,25 +88,36 @@ def compile_ensemble(
     stacker: Stacker,
     meta: dict[str, object] | None = None,
 ) -> CompiledEnsemble:
-    """Fold members and stacker: ``W_m = coef_m @ A_m``, bias = c + prior + Σ b_m @ A_m."""
+    """Fold members and stacker: ``W_m = coef_m @ A_m``, bias = c + prior + Σ b_m @ A_m.
+
+    Members that weight the counts identically (same idf vector and tf/norm flags) share one
+    feature vector, so their folded weights are summed into one group: inference cost grows
+    with the number of distinct feature transforms, not with the number of members."""
     k = len(LABELS)
-    weights = np.zeros((len(members), space.n_features, k))
-    bias = stacker.intercept + stacker.prior
+    groups: dict[tuple[bytes, bool, bool, bool], list[int]] = {}
     for m, mem in enumerate(members):
-        a = stacker.coef[m * k : (m + 1) * k, :]
-        weights[m] = mem.coef @ a
-        bias = bias + mem.intercept @ a
+        groups.setdefault(_transform_key(mem), []).append(m)
+    weights = np.zeros((len(groups), space.n_features, k))
+    bias = stacker.intercept + stacker.prior
+    names, firsts = [], []
+    for g, idxs in enumerate(groups.values()):
+        for m in idxs:
+            a = stacker.coef[m * k : (m + 1) * k, :]
+            weights[g] += members[m].coef @ a
+            bias = bias + members[m].intercept @ a
+        names.append("+".join(members[m].config.name for m in idxs))
+        firsts.append(members[idxs[0]])
     return CompiledEnsemble(
         char_hashes=space.char_hashes,
         char_range=space.config.char_range,
         word_keys=space.word_keys,
         word_n=space.config.word_n,
-        member_names=[m.config.name for m in members],
-        idf=np.stack([m.idf for m in members]),
+        member_names=names,
+        idf=np.stack([m.idf for m in firsts]),
         weights=weights,
         bias=bias,
-        binary=[m.binary for m in members],
-        sublinear=[m.sublinear for m in members],
-        l2=[m.l2 for m in members],
-        meta=dict(meta or {}),
+        binary=[m.binary for m in firsts],
+        sublinear=[m.sublinear for m in firsts],
+        l2=[m.l2 for m in firsts],
+        meta={"binary_offset": stacker.binary_offset, **(meta or {})},
     )

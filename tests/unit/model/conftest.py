@@ -22,6 +22,8 @@ TINY = ProfileConfig(
         MemberConfig("char_tfidf_lr", "tfidf_lr", "char", C=4.0, max_iter=40, tol=1e-3),
         MemberConfig("word_tfidf_lr", "tfidf_lr", "word", C=4.0, max_iter=40, tol=1e-3),
         MemberConfig("nb_lr", "nbsvm", "both", C=4.0, max_iter=40, tol=1e-3),
+        MemberConfig("rating_ridge", "rating_ridge", "both", C=1.0, max_iter=100,
+                     presence=True),
     ),
     stacker=StackerConfig(C=1.0, folds=3),
     val_fraction=0.25,

@@ -47,6 +47,36 @@ def test_member_learns_and_respects_its_block(space_and_counts, tiny_train, cfg)
     assert np.all(fm.coef[outside] == 0)
 
 
+@pytest.mark.parametrize("presence", [False, True])
+def test_rating_ridge_orders_texts_by_stars(space_and_counts, tiny_train, presence) -> None:  # type: ignore[no-untyped-def]
+    space, counts = space_and_counts
+    cfg = MemberConfig("r", "rating_ridge", "both", C=1.0, max_iter=100, presence=presence)
+    fm = fit_member(cfg, space, counts, tiny_train.labels, 0, ratings=tiny_train.ratings)
+    z = fm.logits(counts)
+    # One score s enters as (-s, 0, s): the neutral column is constant zero.
+    assert np.all(z[:, 1] == 0)
+    assert np.allclose(z[:, 0], -z[:, 2])
+    score = z[:, 2]
+    corr = np.corrcoef(score, tiny_train.ratings)[0, 1]
+    assert corr > 0.6
+    assert fm.binary is presence
+
+
+def test_rating_ridge_needs_ratings(space_and_counts, tiny_train) -> None:  # type: ignore[no-untyped-def]
+    space, counts = space_and_counts
+    with pytest.raises(ValueError, match="ratings"):
+        fit_member(MemberConfig("r", "rating_ridge", "both"), space, counts, tiny_train.labels, 0)
+
+
+def test_binary_member_separates_negative_from_positive(space_and_counts, tiny_train) -> None:  # type: ignore[no-untyped-def]
+    space, counts = space_and_counts
+    cfg = MemberConfig("b", "binary_lr", "both", max_iter=50)
+    fm = fit_member(cfg, space, counts, tiny_train.labels, 0)
+    z = fm.logits(counts)
+    assert np.all(z[:, 1] == 0)
+    assert all_metrics(z, tiny_train.labels, 0)["binary_acc"] > 0.8
+
+
 def test_nbsvm_folding_equals_explicit_scaling(space_and_counts, tiny_train) -> None:  # type: ignore[no-untyped-def]
     space, counts = space_and_counts
     fm = fit_member(
