@@ -278,6 +278,16 @@ def _model_section(mc: dict[str, Any]) -> list[str]:
             "```",
             "",
         ]
+    full = Path(__file__).resolve().parent / "results" / "model_full.md"
+    if full.exists():
+        # The full-data model takes ~30 min to train on 2 cores, so `just bench` does not
+        # retrain it; the file carries its own commands and date.
+        lines += [
+            "### The full-data model (`bench/results/model_full.md`, not rerun by `just bench`)",
+            "",
+            full.read_text(encoding="utf-8").strip(),
+            "",
+        ]
     return lines
 
 
