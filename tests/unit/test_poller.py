@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -312,21 +313,28 @@ def test_backoff_means_double_per_failure() -> None:
 
 
 # --- the loop ---------------------------------------------------------------------------------
+@contextlib.asynccontextmanager
+async def running(controller: Controller) -> AsyncIterator[None]:
+    """The controller's loop as a task for the block; cancelled (and proven stopped) after."""
+    task = asyncio.create_task(controller.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
 async def test_run_loop_deploys_and_wake_reconciles_at_once(
     control: ControllerFactory, registry: FakeRegistry
 ) -> None:
     controller = control()
     registry.add(1)
-    task = asyncio.create_task(controller.run())
-    try:
+    async with running(controller):
         await eventually(lambda: live_version(controller) == 1)
         registry.add(2)
         controller.wake()
         await eventually(lambda: live_version(controller) == 2)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 async def test_run_loop_backs_off_and_recovers(
@@ -335,18 +343,13 @@ async def test_run_loop_backs_off_and_recovers(
     controller = control()
     registry.add(1)
     registry.down = True
-    task = asyncio.create_task(controller.run())
-    try:
+    async with running(controller):
         await eventually(lambda: registry.calls >= 3)
         assert controller.last_error is not None
         assert controller.manager.live is None
         registry.down = False
         await eventually(lambda: live_version(controller) == 1)
         assert controller.last_error is None
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 async def test_run_loop_waits_for_the_ready_gate(
@@ -355,16 +358,11 @@ async def test_run_loop_waits_for_the_ready_gate(
     controller = control()
     registry.add(1)
     controller.ready_gate.clear()
-    task = asyncio.create_task(controller.run())
-    try:
+    async with running(controller):
         await asyncio.sleep(0.05)
         assert registry.calls == 0
         controller.ready_gate.set()
         await eventually(lambda: live_version(controller) == 1)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 # --- admin actions ----------------------------------------------------------------------------
