@@ -224,25 +224,23 @@ def fit_ensemble(
     members: list[FittedMember] = []
     val_logits: list[F64] = []
     metrics: dict[str, float] = {}
+
+    def fit_one(mc: MemberConfig) -> FittedMember:
+        return fit_member(mc, space, c_fit, fit.labels, seed, ratings=fit.ratings)
+
     if n_jobs > 1:  # members are independent; scipy/numpy release the GIL in the heavy parts
         import warnings
         from concurrent.futures import ThreadPoolExecutor
 
         from sklearn.exceptions import ConvergenceWarning
 
+        # warnings filters are process-wide: set once here rather than racing the per-call
+        # catch_warnings inside fit_member from several threads.
         with ThreadPoolExecutor(max_workers=n_jobs) as pool, warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=ConvergenceWarning)
-            fitted = list(
-                pool.map(
-                    lambda mc: fit_member(mc, space, c_fit, fit.labels, seed, ratings=fit.ratings),
-                    cfg.members,
-                )
-            )
+            fitted = list(pool.map(fit_one, cfg.members))
     else:
-        fitted = [
-            fit_member(mc, space, c_fit, fit.labels, seed, ratings=fit.ratings)
-            for mc in cfg.members
-        ]
+        fitted = [fit_one(mc) for mc in cfg.members]
     for mc, fm in zip(cfg.members, fitted, strict=True):
         members.append(fm)
         z = fm.logits(c_val)
