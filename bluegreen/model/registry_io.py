@@ -25,7 +25,7 @@ from typing import Any
 
 from .labels import LABELS
 
-RUNTIME_MODULES = ("labels.py", "textfeat.py", "runtime.py")
+RUNTIME_MODULES = ("labels.py", "textfeat.py", "kernels.py", "runtime.py")
 PACKAGE_PREFIX = "bluegreen_sentiment_rt_"
 MODEL_ARTIFACT_PATH = "model"
 PRODUCTION_METRIC = "test_macro_f1"
@@ -35,7 +35,8 @@ def runtime_requirements() -> list[str]:
     """Exact pins of what loading and serving the model needs (passed as ``pip_requirements``)."""
     from importlib.metadata import version
 
-    return [f"{p}=={version(p)}" for p in ("mlflow", "numpy", "scipy", "cachetools", "pandas")]
+    runtime = ("mlflow", "numpy", "scipy", "cachetools", "pandas", "numba")
+    return [f"{p}=={version(p)}" for p in runtime]
 
 
 def runtime_package_name() -> str:

@@ -19,9 +19,14 @@ normalised feature vector; probabilities are its softmax.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
 import json
+import logging
 import math
+import os
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,15 +39,74 @@ from cachetools import LRUCache
 from mlflow.pyfunc.model import PythonModel
 
 from .labels import LABELS
-from .textfeat import Extractor
+from .textfeat import Extractor, HashTable
 
 FORMAT_VERSION = 1
 _ARRAYS = "arrays.npz"
 _WORDS = "words.txt"
 _META = "meta.json"
 
+_log = logging.getLogger(__name__)
+
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+
+
+_KERNEL_MTIME = 1_600_000_000  # fixed, so numba's cache index (keyed by mtime) stays valid
+_kernels_lock = threading.Lock()
+
+
+def _kernel_cache_root() -> Path:
+    root = os.environ.get("NUMBA_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME")
+    return Path(root) if root else Path.home() / ".cache"
+
+
+def _stable_kernel_file(code: bytes, name: str) -> Path | None:
+    """``kernels.py`` copied to a path that depends only on its content.
+
+    numba caches compiled code beside the source file, keyed by its path and mtime; every
+    model version arrives in a new directory, so without this each new version (and each new
+    process) would compile for several seconds on the swap path."""
+    try:
+        directory = _kernel_cache_root() / "bluegreen-kernels" / name
+        target = directory / f"{name}.py"
+        if not target.is_file() or target.read_bytes() != code:
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = directory / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
+            tmp.write_bytes(code)
+            os.utime(tmp, (_KERNEL_MTIME, _KERNEL_MTIME))
+            os.replace(tmp, target)
+        return target
+    except OSError:
+        return None
+
+
+def _load_kernels() -> Any:
+    """The compiled kernels module, or None (numba missing or JIT disabled): numpy path.
+
+    Imported under a content-hashed name, so model versions with identical kernels share one
+    module (compiled once per process, and cached on disk across processes)."""
+    src = Path(__file__).with_name("kernels.py")
+    try:
+        code = src.read_bytes()
+    except OSError:
+        return None
+    name = "bluegreen_kernels_" + hashlib.sha256(code).hexdigest()[:16]
+    with _kernels_lock:
+        module = sys.modules.get(name)
+        if module is None:
+            try:
+                importlib.import_module("numba")
+            except ImportError:
+                return None
+            path = _stable_kernel_file(code, name) or src
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:
+                return None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            sys.modules[name] = module
+    return module if module.enabled() else None
 
 
 def _softmax(z: F64) -> F64:
@@ -123,19 +187,60 @@ class CompiledEnsemble:
         n_members = len(member_names)
         n_feat = self.extractor.n_features
         self.member_names = tuple(member_names)
-        self.idf = np.ascontiguousarray(idf, dtype=np.float64)
-        self.weights = np.ascontiguousarray(weights, dtype=np.float64)
-        self.bias = np.asarray(bias, dtype=np.float64).reshape(len(LABELS))
-        if self.idf.shape != (n_members, n_feat):
-            raise ValueError(f"idf shape {self.idf.shape} != {(n_members, n_feat)}")
-        if self.weights.shape != (n_members, n_feat, len(LABELS)):
-            raise ValueError(f"weights shape {self.weights.shape} is wrong")
+        n_classes = len(LABELS)
+        idf = np.asarray(idf)
+        weights = np.asarray(weights)
+        self.bias = np.asarray(bias, dtype=np.float64).reshape(n_classes)
+        if idf.shape != (n_members, n_feat):
+            raise ValueError(f"idf shape {idf.shape} != {(n_members, n_feat)}")
+        if weights.shape != (n_members, n_feat, n_classes):
+            raise ValueError(f"weights shape {weights.shape} is wrong")
+        # One float32 row per feature, [idf of each member, then each member's K weights]:
+        # scoring a feature touches one cache line instead of 2M scattered ones. float32 is
+        # also what the artifact stores, so this loses nothing against a loaded model.
+        packed = np.empty((n_feat, n_members * (1 + n_classes)), dtype=np.float32)
+        packed[:, :n_members] = idf.T
+        packed[:, n_members:] = weights.transpose(1, 0, 2).reshape(n_feat, -1)
+        self.packed = packed
+        self.idf = packed[:, :n_members].T  # (M, V) view
+        self.weights = (
+            packed[:, n_members:].reshape(n_feat, n_members, n_classes).transpose(1, 0, 2)
+        )  # (M, V, K) view
         self.binary = np.array(binary, dtype=bool)
         self.sublinear = np.array(sublinear, dtype=bool)
         self.l2 = np.array(l2, dtype=bool)
         self._tf_binary = self.binary[:, None]
         self._tf_sub = self.sublinear[:, None]
+        self._tf_mode = np.where(self.binary, 1, np.where(self.sublinear, 2, 0)).astype(np.int8)
         self.meta: dict[str, Any] = dict(meta or {})
+        table = self.extractor._table or HashTable(np.zeros(0, dtype=np.uint64))
+        if not self.extractor.char_hashes.size:
+            table.keys = table.keys[:0]  # no char block: the kernel skips probing
+        self._table_args = (table.keys, table.vals, table.overflow, table.shift, table.rounds)
+        self._kernels: Any = None
+        self.use_kernels(True)
+
+    @property
+    def compiled_kernels(self) -> bool:
+        """Whether inference runs the numba kernels (else the numpy reference path)."""
+        return self._kernels is not None
+
+    def use_kernels(self, on: bool) -> None:
+        """Switch between the kernels and the numpy reference path (tests, benchmarks).
+
+        Switching on compiles (or loads from numba's disk cache) and runs the kernel once
+        here, so that cost lands on model load, never on a request; a kernel that fails to
+        compile leaves the numpy path in place."""
+        self._kernels = None
+        if not on:
+            return
+        try:
+            self._kernels = _load_kernels()
+            if self._kernels is not None:
+                self.logits(["warm-up 준비"])
+        except Exception:
+            _log.warning("compiled kernels unavailable; using the numpy path", exc_info=True)
+            self._kernels = None
 
     @property
     def n_features(self) -> int:
@@ -143,8 +248,33 @@ class CompiledEnsemble:
 
     # -- inference -------------------------------------------------------------------------
 
+    def logits(self, texts: Sequence[str]) -> F64:
+        """Logits ``(len(texts), K)``: the compiled kernel, else the numpy path."""
+        if self._kernels is None:
+            if len(texts) == 1:
+                return self.logits_one(texts[0])[None, :]
+            return self.logits_batch(texts)
+        ex = self.extractor
+        cp, offsets, word_cols, word_offsets = ex.kernel_inputs(texts)
+        out = np.empty((len(texts), len(LABELS)), dtype=np.float64)
+        self._kernels.ensemble_logits(
+            cp,
+            offsets,
+            ex.char_range[0],
+            ex.char_range[1],
+            *self._table_args,
+            word_cols,
+            word_offsets,
+            self.packed,
+            self._tf_mode,
+            self.l2,
+            self.bias,
+            out,
+        )
+        return out
+
     def logits_one(self, text: str) -> F64:
-        """Logits of one text with a dense gather (lowest latency for a single text)."""
+        """Logits of one text on the numpy path with a dense gather."""
         cols = self.extractor.cols_one(text)
         n = cols.size
         if not n:
@@ -189,10 +319,10 @@ class CompiledEnsemble:
 
     def predict_proba(self, texts: Sequence[str]) -> F64:
         if len(texts) == 1:
-            return _softmax1(self.logits_one(texts[0]))[None, :]
+            return _softmax1(self.logits(texts)[0])[None, :]
         if not texts:
             return np.zeros((0, len(LABELS)), dtype=np.float64)
-        return _softmax(self.logits_batch(texts))
+        return _softmax(self.logits(texts))
 
     # -- persistence -----------------------------------------------------------------------
 
@@ -243,8 +373,8 @@ class CompiledEnsemble:
             raise ValueError("words.txt does not match meta.json")
         with np.load(d / _ARRAYS) as z:
             char_hashes = z["char_hashes"]
-            idf = z["idf"].astype(np.float64)
-            weights = z["weights"].astype(np.float64)
+            idf = z["idf"]
+            weights = z["weights"]
             bias = z["bias"].astype(np.float64)
         return cls(
             char_hashes=char_hashes,
@@ -333,7 +463,7 @@ class EnsembleSentimentModel(PythonModel):
             with self._lock:
                 hit = self._cache.get(text)
             if hit is None:
-                hit = _softmax1(compiled.logits_one(text))
+                hit = _softmax1(compiled.logits(texts)[0])
                 hit.flags.writeable = False
                 with self._lock:
                     self._cache[text] = hit

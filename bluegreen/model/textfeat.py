@@ -141,7 +141,7 @@ class HashTable:
         w = self.WIDTH
         bits = max(1, int(np.ceil(np.log2(max(len(keys) / self.MEAN_LOAD, 2)))))
         self.n_buckets = 1 << bits
-        self._shift = np.uint64(64 - bits)
+        self.shift = np.uint64(64 - bits)
         self.keys = np.zeros((self.n_buckets, w), dtype=np.uint64)
         self.vals = np.full((self.n_buckets, w), -1, dtype=np.int32)
         self.overflow = np.zeros(self.n_buckets, dtype=bool)
@@ -168,7 +168,7 @@ class HashTable:
         self._vals_flat = self.vals.ravel()
 
     def _home(self, h: U64) -> I64:
-        out: I64 = (h * _FIB >> self._shift).astype(np.intp)
+        out: I64 = (h * _FIB >> self.shift).astype(np.intp)
         return out
 
     def find(self, q: U64) -> I64:
@@ -255,6 +255,39 @@ class Extractor:
         if len(parts) == 1:
             return parts[0]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def kernel_inputs(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.uint32], I64, I64, I64]:
+        """What :func:`kernels.ensemble_logits` reads: the code points of the space-padded
+        normalised texts with their offsets, and the known word n-gram columns with theirs."""
+        if len(texts) == 1:  # the latency path: no per-batch array building
+            norm = normalize(texts[0])
+            cp1 = np.frombuffer(f" {norm} ".encode("utf-32-le"), dtype=np.uint32)
+            get1 = self.word_vocab.get
+            words = [j for g in word_ngrams(norm, self.word_n) if (j := get1(g)) is not None]
+            return (
+                cp1,
+                np.array((0, cp1.size), dtype=np.int64),
+                np.array(words, dtype=np.int64),
+                np.array((0, len(words)), dtype=np.int64),
+            )
+        norms = [normalize(t) for t in texts]
+        padded = "".join([f" {t} " for t in norms])
+        cp = np.frombuffer(padded.encode("utf-32-le"), dtype=np.uint32)
+        offsets = np.zeros(len(norms) + 1, dtype=np.int64)
+        np.cumsum([len(t) + 2 for t in norms], out=offsets[1:])
+        wn = self.word_n
+        if wn <= 0 or not self.word_vocab:
+            return cp, offsets, np.zeros(0, dtype=np.int64), np.zeros_like(offsets)
+        get = self.word_vocab.get
+        per_text = [
+            [j for g in word_ngrams(norm, wn) if (j := get(g)) is not None] for norm in norms
+        ]
+        word_offsets = np.zeros(len(norms) + 1, dtype=np.int64)
+        np.cumsum([len(js) for js in per_text], out=word_offsets[1:])
+        word_cols = np.fromiter(
+            (j for js in per_text for j in js), dtype=np.int64, count=int(word_offsets[-1])
+        )
+        return cp, offsets, word_cols, word_offsets
 
     def pairs(self, texts: Sequence[str]) -> tuple[I64, I64]:
         """``(row, column)`` of every known feature occurrence (repeats kept, any order)."""

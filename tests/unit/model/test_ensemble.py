@@ -23,7 +23,8 @@ def test_compiled_equals_stacker_over_member_logits(tiny_fit, tiny_test) -> None
     folded = compiled.logits_batch(tiny_test.texts[:200])
     design = np.hstack([stacked, np.ones((len(stacked), 1))])
     coef, *_ = np.linalg.lstsq(design, folded, rcond=None)
-    assert np.allclose(design @ coef, folded, atol=1e-8)
+    # weights are held as float32 (as stored), so the fit is exact only to ~1e-6
+    assert np.allclose(design @ coef, folded, atol=1e-5)
 
 
 def test_tune_prior_never_hurts() -> None:

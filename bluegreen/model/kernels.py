@@ -1,0 +1,155 @@
+"""Compiled inference kernels (numba): hashing, table probing and the folded dot product in
+one pass per text, with no per-n-gram numpy call.
+
+The numpy path in :mod:`runtime` computes the same numbers with ~30 array calls per text;
+each costs about a microsecond, which is what kept one short text near 300 µs. Here the whole
+text is one loop: hash each char n-gram incrementally, probe the bucketed hash table, add the
+word columns, then sort the columns, count repeats, and accumulate ``tf · idf · W`` and the l2
+norms member by member.
+
+Shipped inside every logged model (like :mod:`runtime`); imported lazily and optional: when
+numba is missing or JIT is disabled, :mod:`runtime` falls back to its numpy path, which is also
+the reference the tests compare these kernels with. ``nogil`` lets batches scored in a worker
+thread run beside the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import numba
+import numpy as np
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_P = np.uint64(0x9E3779B97F4A7C15)
+_SEED = np.uint64(0x243F6A8885A308D3)
+_FIB = np.uint64(0xD6E8FEB86659FD93)
+_ONE = np.uint64(1)
+
+
+def _jit(fn: F) -> F:
+    return cast(F, numba.njit(cache=True, nogil=True, fastmath=False)(fn))
+
+
+def enabled() -> bool:
+    """False when numba runs in pure-Python mode (``NUMBA_DISABLE_JIT``): far slower than numpy."""
+    return not vars(numba.config).get("DISABLE_JIT", False)
+
+
+# numba kernels take flat positional arrays: no objects to unpack per call, so ruff's limit on
+# positional arguments does not apply to them
+@_jit
+def _probe(  # noqa: PLR0917
+    h: np.uint64,
+    keys: Any,
+    vals: Any,
+    overflow: Any,
+    shift: np.uint64,
+    rounds: int,
+) -> int:
+    """Column of hash ``h`` in the table, or -1 (same semantics as ``HashTable.lookup``)."""
+    # explicit int64: numba widens mixed uint64/int64 arithmetic to float64
+    mask = np.int64(keys.shape[0] - 1)
+    width = keys.shape[1]
+    b = np.int64((h * _FIB) >> shift)
+    home = b
+    for _ in range(rounds):
+        for s in range(width):
+            if keys[b, s] == h:
+                return int(vals[b, s])  # -1 for an empty slot met by h == 0
+        if not overflow[home]:
+            return -1
+        b = (b + np.int64(1)) & mask
+    return -1
+
+
+@_jit
+def ensemble_logits(  # noqa: PLR0917
+    cp: Any,
+    offsets: Any,
+    lo: int,
+    hi: int,
+    keys: Any,
+    vals: Any,
+    overflow: Any,
+    shift: np.uint64,
+    rounds: int,
+    word_cols: Any,
+    word_offsets: Any,
+    packed: Any,
+    tf_mode: Any,
+    l2: Any,
+    bias: Any,
+    out: Any,
+) -> None:
+    """Logits of ``len(offsets) - 1`` texts into ``out`` (n, K).
+
+    ``cp``: uint32 code points of the space-padded normalised texts, concatenated (text ``i``
+    is ``cp[offsets[i]:offsets[i+1]]``); ``word_cols``: the known word n-gram columns, text
+    ``i``'s at ``word_offsets[i]:word_offsets[i+1]``. The table arrays are ``HashTable``'s;
+    ``packed[col]`` is ``[idf_0..idf_{M-1}, W_0[0..K), ..., W_{M-1}[0..K)]``; ``tf_mode[m]``
+    is 0 (count), 1 (presence) or 2 (``1 + log count``).
+    """
+    n_texts = offsets.shape[0] - 1
+    n_members = tf_mode.shape[0]
+    n_classes = bias.shape[0]
+    has_table = keys.shape[0] > 0
+    z = np.empty((n_members, n_classes), dtype=np.float64)
+    sq = np.empty(n_members, dtype=np.float64)
+    for t in range(n_texts):
+        start = offsets[t]
+        length = offsets[t + 1] - start
+        w0 = word_offsets[t]
+        nw = word_offsets[t + 1] - w0
+        n_char = 0
+        for n in range(lo, min(hi, length) + 1):
+            n_char += length - n + 1
+        cols = np.empty(n_char + nw, dtype=np.int64)
+        k = 0
+        if has_table:
+            for i in range(length):
+                h = _SEED
+                for n in range(1, min(hi, length - i) + 1):
+                    h = h * _P + (np.uint64(cp[start + i + n - 1]) + _ONE)
+                    if n >= lo:
+                        c = _probe(h, keys, vals, overflow, shift, rounds)
+                        if c >= 0:
+                            cols[k] = c
+                            k += 1
+        for j in range(nw):
+            cols[k] = word_cols[w0 + j]
+            k += 1
+        z[:, :] = 0.0
+        sq[:] = 0.0
+        if k:
+            found = np.sort(cols[:k])
+            i = 0
+            while i < k:
+                col = found[i]
+                j = i + 1
+                while j < k and found[j] == col:
+                    j += 1
+                count = float(j - i)
+                sub = 1.0 + np.log(count)
+                for m in range(n_members):
+                    mode = tf_mode[m]
+                    f = np.float64(packed[col, m])
+                    if mode == 0:
+                        f *= count
+                    elif mode == 2:
+                        f *= sub
+                    sq[m] += f * f
+                    base = n_members + m * n_classes
+                    for c2 in range(n_classes):
+                        z[m, c2] += f * np.float64(packed[col, base + c2])
+                i = j
+        for c2 in range(n_classes):
+            acc = bias[c2]
+            for m in range(n_members):
+                norm = np.sqrt(sq[m]) if l2[m] else 1.0
+                if norm == 0.0:
+                    norm = 1.0
+                acc += z[m, c2] / norm
+            out[t, c2] = acc

@@ -1,0 +1,124 @@
+"""The compiled kernels against the numpy reference path, and how they are loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bluegreen.model import runtime
+from bluegreen.model.runtime import CompiledEnsemble
+from tests.unit.model.test_runtime import ODD_TEXTS
+
+
+def _reference(compiled: CompiledEnsemble, texts: list[str]) -> np.ndarray:
+    compiled.use_kernels(False)
+    try:
+        return compiled.logits(texts)
+    finally:
+        compiled.use_kernels(True)
+
+
+@pytest.fixture(scope="module")
+def loaded(saved_dir: Path) -> CompiledEnsemble:
+    compiled = CompiledEnsemble.load(saved_dir)
+    assert compiled.compiled_kernels, "numba is a runtime dependency: the kernels must load"
+    return compiled
+
+
+def test_kernel_equals_numpy_path_batched_and_single(loaded: CompiledEnsemble, tiny_test) -> None:  # type: ignore[no-untyped-def]
+    texts = tiny_test.texts[:400] + ODD_TEXTS
+    fast = loaded.logits(texts)
+    ref = _reference(loaded, texts)
+    assert fast.shape == (len(texts), 3)
+    assert np.allclose(fast, ref, atol=1e-9, rtol=0)
+    singles = np.vstack([loaded.logits([t]) for t in texts])
+    assert np.allclose(singles, ref, atol=1e-9, rtol=0)
+    # the logits move with the text: a kernel that ignored features would still match on ""
+    assert np.ptp(fast, axis=0).min() > 0.5
+
+
+def test_repeated_ngrams_use_each_members_tf(loaded: CompiledEnsemble) -> None:
+    # repeats separate count, 1 + log(count) and presence weighting
+    texts = ["재밌다", "재밌다 재밌다 재밌다", "재밌다 " * 50, "별로 " * 7 + "재밌다"]
+    assert np.allclose(loaded.logits(texts), _reference(loaded, texts), atol=1e-9, rtol=0)
+
+
+def test_models_without_a_char_or_word_block(tiny_fit, tiny_test) -> None:  # type: ignore[no-untyped-def]
+    full: CompiledEnsemble = tiny_fit[0]
+    ex = full.extractor
+    n_char = ex.char_hashes.size
+    texts = tiny_test.texts[:100] + ODD_TEXTS
+    variants = {  # name -> (char hashes kept, word keys kept, their columns)
+        "words only": (ex.char_hashes[:0], ex.word_keys, slice(n_char, None)),
+        "chars only": (ex.char_hashes, [], slice(0, n_char)),
+    }
+    for name, (char_hashes, word_keys, cols) in variants.items():
+        part = CompiledEnsemble(
+            char_hashes=char_hashes,
+            char_range=ex.char_range,
+            word_keys=word_keys,
+            word_n=ex.word_n,
+            member_names=full.member_names,
+            idf=np.ascontiguousarray(full.idf[:, cols]),
+            weights=np.ascontiguousarray(full.weights[:, cols, :]),
+            bias=full.bias,
+            binary=full.binary,
+            sublinear=full.sublinear,
+            l2=full.l2,
+        )
+        assert part.compiled_kernels
+        assert np.allclose(part.logits(texts), _reference(part, texts), atol=1e-9), name
+
+
+def test_kernel_source_is_cached_under_a_content_addressed_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    code = Path(runtime.__file__).with_name("kernels.py").read_bytes()
+    first = runtime._stable_kernel_file(code, "bluegreen_kernels_x")
+    assert first is not None
+    assert first.read_bytes() == code
+    stamp = first.stat().st_mtime
+    again = runtime._stable_kernel_file(code, "bluegreen_kernels_x")
+    assert again == first
+    # a fixed mtime keeps numba's cache index valid when the file is rewritten
+    assert again.stat().st_mtime == stamp == runtime._KERNEL_MTIME
+    first.write_bytes(b"# tampered\n")
+    assert runtime._stable_kernel_file(code, "bluegreen_kernels_x") == first
+    assert first.read_bytes() == code
+
+
+def test_unwritable_cache_dir_falls_back_to_the_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(blocker))
+    assert runtime._stable_kernel_file(b"x = 1\n", "bluegreen_kernels_y") is None
+
+
+def test_without_numba_the_numpy_path_serves(
+    saved_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime, "_load_kernels", lambda: None)
+    compiled = CompiledEnsemble.load(saved_dir)
+    assert not compiled.compiled_kernels
+    p = compiled.predict_proba(["최고의 영화", "최악"])
+    assert p.shape == (2, 3)
+    assert np.allclose(p.sum(axis=1), 1.0)
+
+
+def test_a_kernel_that_fails_leaves_the_numpy_path(
+    saved_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Broken:
+        @staticmethod
+        def ensemble_logits(*_args: object) -> None:
+            raise RuntimeError("LLVM exploded")
+
+    monkeypatch.setattr(runtime, "_load_kernels", lambda: Broken)
+    compiled = CompiledEnsemble.load(saved_dir)
+    assert not compiled.compiled_kernels
+    assert compiled.predict_proba(["최고"]).shape == (1, 3)
