@@ -69,6 +69,7 @@ RUN groupadd --system --gid "${APP_UID}" bluegreen \
 COPY --from=build /opt/venv /opt/venv
 
 # Every setting is an environment variable (DESIGN.md section 6a); override at `docker run -e`.
+# NUMBA_CACHE_DIR sits in the state volume so the model kernel compiles once, not per container.
 # Unset on purpose: BLUEGREEN_ADMIN_TOKEN (admin API disabled until set) and MLFLOW_TRACKING_URI
 # (unset = embedded sqlite registry under BLUEGREEN_STATE_DIR, bootstrapped with a small model).
 ENV PATH="/opt/venv/bin:${PATH}" \
@@ -87,7 +88,8 @@ ENV PATH="/opt/venv/bin:${PATH}" \
     BLUEGREEN_DRAIN_TIMEOUT_S=30 \
     BLUEGREEN_LOG_LEVEL=INFO \
     BLUEGREEN_STATE_DIR=/var/lib/bluegreen \
-    PROMETHEUS_MULTIPROC_DIR=/tmp/bluegreen/prometheus
+    PROMETHEUS_MULTIPROC_DIR=/tmp/bluegreen/prometheus \
+    NUMBA_CACHE_DIR=/var/lib/bluegreen/numba-cache
 
 # Numeric uid:gid so Kubernetes runAsNonRoot can verify it without reading /etc/passwd.
 USER ${APP_UID}:${APP_UID}

@@ -440,8 +440,7 @@ class EnsembleSentimentModel(PythonModel):
 
     def load_context(self, context: Any) -> None:
         self._compiled = CompiledEnsemble.load(context.artifacts[self.ARTIFACT_KEY])
-        with self._lock:
-            self._cache.clear()
+        self.clear_cache()
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -452,6 +451,10 @@ class EnsembleSentimentModel(PythonModel):
         if self._compiled is None:
             raise RuntimeError("model not loaded: call load_context first")
         return self._compiled
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
 
     def predict_texts(self, texts: Sequence[str]) -> F64:
         """Probabilities, float64, shape ``(len(texts), 3)``, columns in :data:`LABELS` order."""
