@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     pm.compiled.use_kernels(True)
     cached = []
     for t in texts[: min(chunk, 1000)]:
+        pm.predict_texts([t])  # fill the cache, then time the hits
+    for t in texts[: min(chunk, 1000)]:
         t1 = time.perf_counter()
         pm.predict_texts([t])
         cached.append(time.perf_counter() - t1)

@@ -81,32 +81,43 @@ def _stable_kernel_file(code: bytes, name: str) -> Path | None:
         return None
 
 
-def _load_kernels() -> Any:
-    """The compiled kernels module, or None (numba missing or JIT disabled): numpy path.
-
-    Imported under a content-hashed name, so model versions with identical kernels share one
-    module (compiled once per process, and cached on disk across processes)."""
+def _import_kernels() -> Any:
     src = Path(__file__).with_name("kernels.py")
     try:
         code = src.read_bytes()
     except OSError:
         return None
     name = "bluegreen_kernels_" + hashlib.sha256(code).hexdigest()[:16]
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    try:
+        importlib.import_module("numba")
+    except ImportError:
+        return None
+    path = _stable_kernel_file(code, name) or src
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    return module
+
+
+_kernels_module: list[Any] = []  # memo: the model's directory may be gone after loading
+
+
+def _load_kernels() -> Any:
+    """The compiled kernels module, or None (numba missing or JIT disabled): numpy path.
+
+    Imported under a content-hashed name, so model versions with identical kernels share one
+    module (compiled once per process, and cached on disk across processes)."""
     with _kernels_lock:
-        module = sys.modules.get(name)
-        if module is None:
-            try:
-                importlib.import_module("numba")
-            except ImportError:
-                return None
-            path = _stable_kernel_file(code, name) or src
-            spec = importlib.util.spec_from_file_location(name, path)
-            if spec is None or spec.loader is None:
-                return None
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            sys.modules[name] = module
-    return module if module.enabled() else None
+        if not _kernels_module:
+            _kernels_module.append(_import_kernels())
+        module = _kernels_module[0]
+    return module if module is not None and module.enabled() else None
 
 
 def _softmax(z: F64) -> F64:

@@ -122,3 +122,14 @@ def test_a_kernel_that_fails_leaves_the_numpy_path(
     compiled = CompiledEnsemble.load(saved_dir)
     assert not compiled.compiled_kernels
     assert compiled.predict_proba(["최고"]).shape == (1, 3)
+
+
+def test_kernels_are_imported_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a model's directory (where runtime.py and kernels.py live) may be deleted after loading;
+    # switching kernels back on later must not need it
+    calls: list[int] = []
+    monkeypatch.setattr(runtime, "_kernels_module", [])
+    monkeypatch.setattr(runtime, "_import_kernels", lambda: calls.append(1) or None)
+    assert runtime._load_kernels() is None
+    assert runtime._load_kernels() is None
+    assert calls == [1]
