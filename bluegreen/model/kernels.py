@@ -3,9 +3,10 @@ one pass per text, with no per-n-gram numpy call.
 
 The numpy path in :mod:`runtime` computes the same numbers with ~30 array calls per text;
 each costs about a microsecond, which is what kept one short text near 300 µs. Here the whole
-text is one loop: hash each char n-gram incrementally, probe the bucketed hash table, add the
-word columns, then sort the columns, count repeats, and accumulate ``tf · idf · W`` and the l2
-norms member by member.
+text is one loop: hash each char n-gram incrementally and probe the bucketed hash table; find
+the words (runs of ``\\w`` code points, tabulated) and probe a second table with the hashes of
+words and word pairs, so no Python string is built per word; then sort the columns, count
+repeats, and accumulate ``tf · idf · W`` and the l2 norms member by member.
 
 Shipped inside every logged model (like :mod:`runtime`); imported lazily and optional: when
 numba is missing or JIT is disabled, :mod:`runtime` falls back to its numpy path, which is also
@@ -27,6 +28,8 @@ _P = np.uint64(0x9E3779B97F4A7C15)
 _SEED = np.uint64(0x243F6A8885A308D3)
 _FIB = np.uint64(0xD6E8FEB86659FD93)
 _ONE = np.uint64(1)
+_WORD_SEED = np.uint64(0x13198A2E03707344)
+_SPACE = np.uint64(ord(" ") + 1)
 
 
 def _jit(fn: F) -> F:
@@ -66,6 +69,19 @@ def _probe(  # noqa: PLR0917
 
 
 @_jit
+def hash_strings(cp: Any, offsets: Any) -> Any:
+    """Word hash of each string ``cp[offsets[i]:offsets[i+1]]`` (what the kernel computes for
+    a word n-gram with the same code points: a bigram key is ``"a b"``)."""
+    out = np.empty(offsets.shape[0] - 1, dtype=np.uint64)
+    for i in range(out.shape[0]):
+        h = _WORD_SEED
+        for j in range(offsets[i], offsets[i + 1]):
+            h = h * _P + (np.uint64(cp[j]) + _ONE)
+        out[i] = h
+    return out
+
+
+@_jit
 def ensemble_logits(  # noqa: PLR0917
     cp: Any,
     offsets: Any,
@@ -76,8 +92,14 @@ def ensemble_logits(  # noqa: PLR0917
     overflow: Any,
     shift: np.uint64,
     rounds: int,
-    word_cols: Any,
-    word_offsets: Any,
+    is_word: Any,
+    word_n: int,
+    word_base: int,
+    wkeys: Any,
+    wvals: Any,
+    woverflow: Any,
+    wshift: np.uint64,
+    wrounds: int,
     packed: Any,
     tf_mode: Any,
     l2: Any,
@@ -87,8 +109,9 @@ def ensemble_logits(  # noqa: PLR0917
     """Logits of ``len(offsets) - 1`` texts into ``out`` (n, K).
 
     ``cp``: uint32 code points of the space-padded normalised texts, concatenated (text ``i``
-    is ``cp[offsets[i]:offsets[i+1]]``); ``word_cols``: the known word n-gram columns, text
-    ``i``'s at ``word_offsets[i]:word_offsets[i+1]``. The table arrays are ``HashTable``'s;
+    is ``cp[offsets[i]:offsets[i+1]]``). Words are the runs of ``is_word`` code points (the
+    regex ``\\w``, tabulated), looked up by :func:`hash_strings` hash in the word table, whose
+    values are offset by ``word_base``. The table arrays are ``HashTable``'s;
     ``packed[col]`` is ``[idf_0..idf_{M-1}, W_0[0..K), ..., W_{M-1}[0..K)]``; ``tf_mode[m]``
     is 0 (count), 1 (presence) or 2 (``1 + log count``).
     """
@@ -98,15 +121,15 @@ def ensemble_logits(  # noqa: PLR0917
     has_table = keys.shape[0] > 0
     z = np.empty((n_members, n_classes), dtype=np.float64)
     sq = np.empty(n_members, dtype=np.float64)
+    has_words = word_n > 0 and wkeys.shape[0] > 0
     for t in range(n_texts):
         start = offsets[t]
         length = offsets[t + 1] - start
-        w0 = word_offsets[t]
-        nw = word_offsets[t + 1] - w0
         n_char = 0
         for n in range(lo, min(hi, length) + 1):
             n_char += length - n + 1
-        cols = np.empty(n_char + nw, dtype=np.int64)
+        # at most length / 2 words (each followed by a non-word character), as many bigrams
+        cols = np.empty(n_char + length + 1, dtype=np.int64)
         k = 0
         if has_table:
             for i in range(length):
@@ -118,9 +141,34 @@ def ensemble_logits(  # noqa: PLR0917
                         if c >= 0:
                             cols[k] = c
                             k += 1
-        for j in range(nw):
-            cols[k] = word_cols[w0 + j]
-            k += 1
+        if has_words:
+            i = 0
+            has_prev = False
+            prev_h = _WORD_SEED
+            while i < length:
+                if not is_word[cp[start + i]]:
+                    i += 1
+                    continue
+                j = i
+                h = _WORD_SEED
+                while j < length and is_word[cp[start + j]]:
+                    h = h * _P + (np.uint64(cp[start + j]) + _ONE)
+                    j += 1
+                c = _probe(h, wkeys, wvals, woverflow, wshift, wrounds)
+                if c >= 0:
+                    cols[k] = word_base + c
+                    k += 1
+                if word_n >= 2 and has_prev:
+                    hb = prev_h * _P + _SPACE  # continues the previous word's hash: "a b"
+                    for q in range(i, j):
+                        hb = hb * _P + (np.uint64(cp[start + q]) + _ONE)
+                    c = _probe(hb, wkeys, wvals, woverflow, wshift, wrounds)
+                    if c >= 0:
+                        cols[k] = word_base + c
+                        k += 1
+                has_prev = True
+                prev_h = h
+                i = j
         z[:, :] = 0.0
         sq[:] = 0.0
         if k:

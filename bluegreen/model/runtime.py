@@ -39,7 +39,7 @@ from cachetools import LRUCache
 from mlflow.pyfunc.model import PythonModel
 
 from .labels import LABELS
-from .textfeat import Extractor, HashTable
+from .textfeat import Extractor, HashTable, code_points, word_char_table
 
 FORMAT_VERSION = 1
 _ARRAYS = "arrays.npz"
@@ -103,6 +103,16 @@ def _import_kernels() -> Any:
     spec.loader.exec_module(module)
     sys.modules[name] = module
     return module
+
+
+_word_chars_memo: list[npt.NDArray[np.bool_]] = []
+
+
+def _word_chars() -> npt.NDArray[np.bool_]:
+    with _kernels_lock:
+        if not _word_chars_memo:
+            _word_chars_memo.append(word_char_table())
+        return _word_chars_memo[0]
 
 
 _kernels_module: list[Any] = []  # memo: the model's directory may be gone after loading
@@ -229,7 +239,30 @@ class CompiledEnsemble:
             table.keys = table.keys[:0]  # no char block: the kernel skips probing
         self._table_args = (table.keys, table.vals, table.overflow, table.shift, table.rounds)
         self._kernels: Any = None
+        self._word_args: tuple[Any, ...] | None = None
         self.use_kernels(True)
+
+    def _word_table(self, kernels: Any) -> tuple[Any, ...]:
+        """Word n-gram keys as a hash table the kernel probes (it never builds the strings)."""
+        ex = self.extractor
+        keys = ex.word_keys
+        cp = np.frombuffer("".join(keys).encode("utf-32-le"), dtype=np.uint32)
+        offsets = np.zeros(len(keys) + 1, dtype=np.int64)
+        np.cumsum([len(k) for k in keys], out=offsets[1:])
+        hashes = kernels.hash_strings(cp, offsets)
+        if np.unique(hashes).size != hashes.size:  # 64-bit collision: never seen, but exact
+            raise ValueError("word keys collide under the kernel's hash")
+        table = HashTable(hashes)
+        return (
+            _word_chars(),
+            ex.word_n if keys else 0,
+            len(ex.char_hashes),
+            table.keys,
+            table.vals,
+            table.overflow,
+            table.shift,
+            table.rounds,
+        )
 
     @property
     def compiled_kernels(self) -> bool:
@@ -246,9 +279,13 @@ class CompiledEnsemble:
         if not on:
             return
         try:
-            self._kernels = _load_kernels()
-            if self._kernels is not None:
-                self.logits(["warm-up 준비"])
+            kernels = _load_kernels()
+            if kernels is None:
+                return
+            if self._word_args is None:
+                self._word_args = self._word_table(kernels)
+            self._kernels = kernels
+            self.logits(["warm-up 준비"])
         except Exception:
             _log.warning("compiled kernels unavailable; using the numpy path", exc_info=True)
             self._kernels = None
@@ -265,17 +302,16 @@ class CompiledEnsemble:
             if len(texts) == 1:
                 return self.logits_one(texts[0])[None, :]
             return self.logits_batch(texts)
-        ex = self.extractor
-        cp, offsets, word_cols, word_offsets = ex.kernel_inputs(texts)
+        lo, hi = self.extractor.char_range
+        cp, offsets = code_points(texts)
         out = np.empty((len(texts), len(LABELS)), dtype=np.float64)
         self._kernels.ensemble_logits(
             cp,
             offsets,
-            ex.char_range[0],
-            ex.char_range[1],
+            lo,
+            hi,
             *self._table_args,
-            word_cols,
-            word_offsets,
+            *self._word_args,  # type: ignore[misc]
             self.packed,
             self._tf_mode,
             self.l2,

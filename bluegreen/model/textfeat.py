@@ -97,6 +97,28 @@ def char_ngram_hashes(norms: Sequence[str], lo: int, hi: int) -> tuple[I64, U64]
     return np.concatenate(rows), np.concatenate(hashes)
 
 
+def code_points(texts: Sequence[str]) -> tuple[npt.NDArray[np.uint32], I64]:
+    """What the compiled kernel reads: the code points of the space-padded normalised texts,
+    concatenated, and the offset of each text (``len(texts) + 1`` entries)."""
+    if len(texts) == 1:  # the latency path: no per-batch array building
+        cp1 = np.frombuffer(f" {normalize(texts[0])} ".encode("utf-32-le"), dtype=np.uint32)
+        return cp1, np.array((0, cp1.size), dtype=np.int64)
+    norms = [normalize(t) for t in texts]
+    cp = np.frombuffer("".join([f" {t} " for t in norms]).encode("utf-32-le"), dtype=np.uint32)
+    offsets = np.zeros(len(norms) + 1, dtype=np.int64)
+    np.cumsum([len(t) + 2 for t in norms], out=offsets[1:])
+    return cp, offsets
+
+
+def word_char_table() -> npt.NDArray[np.bool_]:
+    """``table[code point]``: whether the token regex's ``\\w`` matches it (all of Unicode)."""
+    every = "".join(map(chr, range(0x110000)))
+    table = np.zeros(0x110000, dtype=np.bool_)
+    for m in _TOKEN_RE.finditer(every):
+        table[m.start() : m.end()] = True
+    return table
+
+
 def char_ngram_hashes_one(norm: str, lo: int, hi: int) -> U64:
     """Hashes of one text's char n-grams; same values as :func:`char_ngram_hashes`."""
     cp = _codepoints(f" {norm} ")
@@ -255,39 +277,6 @@ class Extractor:
         if len(parts) == 1:
             return parts[0]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-    def kernel_inputs(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.uint32], I64, I64, I64]:
-        """What :func:`kernels.ensemble_logits` reads: the code points of the space-padded
-        normalised texts with their offsets, and the known word n-gram columns with theirs."""
-        if len(texts) == 1:  # the latency path: no per-batch array building
-            norm = normalize(texts[0])
-            cp1 = np.frombuffer(f" {norm} ".encode("utf-32-le"), dtype=np.uint32)
-            get1 = self.word_vocab.get
-            words = [j for g in word_ngrams(norm, self.word_n) if (j := get1(g)) is not None]
-            return (
-                cp1,
-                np.array((0, cp1.size), dtype=np.int64),
-                np.array(words, dtype=np.int64),
-                np.array((0, len(words)), dtype=np.int64),
-            )
-        norms = [normalize(t) for t in texts]
-        padded = "".join([f" {t} " for t in norms])
-        cp = np.frombuffer(padded.encode("utf-32-le"), dtype=np.uint32)
-        offsets = np.zeros(len(norms) + 1, dtype=np.int64)
-        np.cumsum([len(t) + 2 for t in norms], out=offsets[1:])
-        wn = self.word_n
-        if wn <= 0 or not self.word_vocab:
-            return cp, offsets, np.zeros(0, dtype=np.int64), np.zeros_like(offsets)
-        get = self.word_vocab.get
-        per_text = [
-            [j for g in word_ngrams(norm, wn) if (j := get(g)) is not None] for norm in norms
-        ]
-        word_offsets = np.zeros(len(norms) + 1, dtype=np.int64)
-        np.cumsum([len(js) for js in per_text], out=word_offsets[1:])
-        word_cols = np.fromiter(
-            (j for js in per_text for j in js), dtype=np.int64, count=int(word_offsets[-1])
-        )
-        return cp, offsets, word_cols, word_offsets
 
     def pairs(self, texts: Sequence[str]) -> tuple[I64, I64]:
         """``(row, column)`` of every known feature occurrence (repeats kept, any order)."""

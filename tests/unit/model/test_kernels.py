@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bluegreen.model import runtime
+from bluegreen.model import runtime, textfeat
 from bluegreen.model.runtime import CompiledEnsemble
 from tests.unit.model.test_runtime import ODD_TEXTS
 
@@ -43,6 +43,35 @@ def test_repeated_ngrams_use_each_members_tf(loaded: CompiledEnsemble) -> None:
     # repeats separate count, 1 + log(count) and presence weighting
     texts = ["재밌다", "재밌다 재밌다 재밌다", "재밌다 " * 50, "별로 " * 7 + "재밌다"]
     assert np.allclose(loaded.logits(texts), _reference(loaded, texts), atol=1e-9, rtol=0)
+
+
+def test_word_ngrams_in_the_kernel_match_the_regex_tokenizer(loaded: CompiledEnsemble) -> None:
+    # the kernel finds words itself (a \\w table + hashes); the reference uses re and a dict
+    vocab = loaded.extractor.word_keys
+    bigram = next(k for k in vocab if " " in k)
+    a, b = bigram.split(" ")
+    texts = [
+        bigram,
+        f"{a}!!{b}",  # punctuation between words still makes the bigram
+        f"{a}_{b}",  # underscore is a word character: one token
+        f"{a}{a} {b}",
+        f"{b} {a}",
+        "1,000원 2차 3D x_y ǅ ﾟ Ⅷ ١٢٣",
+        f"   {a}   ",
+        f"{a} {b} " * 20,
+    ]
+    assert np.allclose(loaded.logits(texts), _reference(loaded, texts), atol=1e-9, rtol=0)
+    # word order changes the bigram (and the char n-grams across the space)
+    assert not np.allclose(loaded.logits([bigram])[0], loaded.logits([f"{b} {a}"])[0])
+
+
+def test_word_char_table_is_the_regex_word_class() -> None:
+    import re
+
+    table = textfeat.word_char_table()
+    word = re.compile(r"\w")
+    for cp in [*range(0, 0x3000), *range(0xAC00, 0xAC40), 0xD7A3, 0xFF9F, 0x1F642, 0x10FFFF]:
+        assert bool(table[cp]) == bool(word.match(chr(cp))), hex(cp)
 
 
 def test_models_without_a_char_or_word_block(tiny_fit, tiny_test) -> None:  # type: ignore[no-untyped-def]
