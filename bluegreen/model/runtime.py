@@ -246,7 +246,7 @@ class CompiledEnsemble:
         """Word n-gram keys as a hash table the kernel probes (it never builds the strings)."""
         ex = self.extractor
         keys = ex.word_keys
-        cp = np.frombuffer("".join(keys).encode("utf-32-le"), dtype=np.uint32)
+        cp = np.frombuffer("".join(keys).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         offsets = np.zeros(len(keys) + 1, dtype=np.int64)
         np.cumsum([len(k) for k in keys], out=offsets[1:])
         hashes = kernels.hash_strings(cp, offsets)

@@ -58,7 +58,9 @@ def word_ngrams(norm: str, hi: int) -> list[str]:
 
 def _codepoints(padded: str) -> U64:
     """Code points + 1 (so that no character hashes like an absent one)."""
-    cp = np.frombuffer(padded.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    cp = np.frombuffer(padded.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(
+        np.uint64
+    )
     cp += _ONE
     return cp
 
@@ -101,10 +103,14 @@ def code_points(texts: Sequence[str]) -> tuple[npt.NDArray[np.uint32], I64]:
     """What the compiled kernel reads: the code points of the space-padded normalised texts,
     concatenated, and the offset of each text (``len(texts) + 1`` entries)."""
     if len(texts) == 1:  # the latency path: no per-batch array building
-        cp1 = np.frombuffer(f" {normalize(texts[0])} ".encode("utf-32-le"), dtype=np.uint32)
+        cp1 = np.frombuffer(
+            f" {normalize(texts[0])} ".encode("utf-32-le", "surrogatepass"), dtype=np.uint32
+        )
         return cp1, np.array((0, cp1.size), dtype=np.int64)
     norms = [normalize(t) for t in texts]
-    cp = np.frombuffer("".join([f" {t} " for t in norms]).encode("utf-32-le"), dtype=np.uint32)
+    cp = np.frombuffer(
+        "".join([f" {t} " for t in norms]).encode("utf-32-le", "surrogatepass"), dtype=np.uint32
+    )
     offsets = np.zeros(len(norms) + 1, dtype=np.int64)
     np.cumsum([len(t) + 2 for t in norms], out=offsets[1:])
     return cp, offsets

@@ -185,11 +185,16 @@ class AppServer(Process):
     def worker_pids(self) -> list[int]:
         import psutil
 
-        parent = psutil.Process(self.pid)
-        children = parent.children(recursive=True)
-        # uvicorn with workers>1: the parent supervises; multiprocessing may add a tracker.
-        workers = [c for c in children if "resource_tracker" not in " ".join(c.cmdline())]
-        return [c.pid for c in workers] if self.workers > 1 else [self.pid]
+        if self.workers <= 1:
+            return [self.pid]
+        # uvicorn with workers>1: the parent supervises; multiprocessing may add a tracker, and
+        # short-lived helpers (mlflow, numba) may exit between listing and reading cmdline.
+        workers = []
+        for child in psutil.Process(self.pid).children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+                if "resource_tracker" not in " ".join(child.cmdline()):
+                    workers.append(child.pid)
+        return workers
 
     def rss_bytes(self) -> dict[int, int]:
         import psutil

@@ -65,6 +65,12 @@ def test_word_ngrams_in_the_kernel_match_the_regex_tokenizer(loaded: CompiledEns
     assert not np.allclose(loaded.logits([bigram])[0], loaded.logits([f"{b} {a}"])[0])
 
 
+def test_lone_surrogates_are_scored_not_raised(loaded: CompiledEnsemble) -> None:
+    # not valid UTF-8 (the API rejects it), but a Python caller of predict_texts can pass one
+    texts = ["lone \ud800 surrogate", "\udfff"]
+    assert np.allclose(loaded.logits(texts), _reference(loaded, texts), atol=1e-9, rtol=0)
+
+
 def test_word_char_table_is_the_regex_word_class() -> None:
     import re
 
