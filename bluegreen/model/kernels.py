@@ -41,31 +41,20 @@ def enabled() -> bool:
     return not vars(numba.config).get("DISABLE_JIT", False)
 
 
-# numba kernels take flat positional arrays: no objects to unpack per call, so ruff's limit on
-# positional arguments does not apply to them
 @_jit
-def _probe(  # noqa: PLR0917
-    h: np.uint64,
-    keys: Any,
-    vals: Any,
-    overflow: Any,
-    shift: np.uint64,
-    rounds: int,
-) -> int:
-    """Column of hash ``h`` in the table, or -1 (same semantics as ``HashTable.lookup``)."""
+def _probe(h: np.uint64, table: Any, shift: np.uint64) -> np.int64:
+    """Column of hash ``h`` in a ``textfeat.line_table``, or -1."""
     # explicit int64: numba widens mixed uint64/int64 arithmetic to float64
-    mask = np.int64(keys.shape[0] - 1)
-    width = keys.shape[1]
+    mask = np.int64(table.shape[0] - 1)
     b = np.int64((h * _FIB) >> shift)
-    home = b
-    for _ in range(rounds):
-        for s in range(width):
-            if keys[b, s] == h:
-                return int(vals[b, s])  # -1 for an empty slot met by h == 0
-        if not overflow[home]:
-            return -1
+    for _ in range(table.shape[0]):
+        for s in range(4):
+            if table[b, s] == h:
+                return np.int64(table[b, 4 + s]) - np.int64(1)  # h == 0 meets an empty slot
+        if table[b, 3] == 0:  # not full: nothing overflowed past this bucket
+            return np.int64(-1)
         b = (b + np.int64(1)) & mask
-    return -1
+    return np.int64(-1)
 
 
 @_jit
@@ -81,25 +70,21 @@ def hash_strings(cp: Any, offsets: Any) -> Any:
     return out
 
 
+# numba kernels take flat positional arrays: no objects to unpack per call, so ruff's limit on
+# positional arguments does not apply
 @_jit
 def ensemble_logits(  # noqa: PLR0917
     cp: Any,
     offsets: Any,
     lo: int,
     hi: int,
-    keys: Any,
-    vals: Any,
-    overflow: Any,
+    table: Any,
     shift: np.uint64,
-    rounds: int,
     is_word: Any,
     word_n: int,
     word_base: int,
-    wkeys: Any,
-    wvals: Any,
-    woverflow: Any,
+    wtable: Any,
     wshift: np.uint64,
-    wrounds: int,
     packed: Any,
     tf_mode: Any,
     l2: Any,
@@ -111,17 +96,17 @@ def ensemble_logits(  # noqa: PLR0917
     ``cp``: uint32 code points of the space-padded normalised texts, concatenated (text ``i``
     is ``cp[offsets[i]:offsets[i+1]]``). Words are the runs of ``is_word`` code points (the
     regex ``\\w``, tabulated), looked up by :func:`hash_strings` hash in the word table, whose
-    values are offset by ``word_base``. The table arrays are ``HashTable``'s;
+    values are offset by ``word_base``. Both tables are ``textfeat.line_table``s;
     ``packed[col]`` is ``[idf_0..idf_{M-1}, W_0[0..K), ..., W_{M-1}[0..K)]``; ``tf_mode[m]``
     is 0 (count), 1 (presence) or 2 (``1 + log count``).
     """
     n_texts = offsets.shape[0] - 1
     n_members = tf_mode.shape[0]
     n_classes = bias.shape[0]
-    has_table = keys.shape[0] > 0
+    has_table = table.shape[0] > 0
     z = np.empty((n_members, n_classes), dtype=np.float64)
     sq = np.empty(n_members, dtype=np.float64)
-    has_words = word_n > 0 and wkeys.shape[0] > 0
+    has_words = word_n > 0 and wtable.shape[0] > 0
     for t in range(n_texts):
         start = offsets[t]
         length = offsets[t + 1] - start
@@ -137,7 +122,7 @@ def ensemble_logits(  # noqa: PLR0917
                 for n in range(1, min(hi, length - i) + 1):
                     h = h * _P + (np.uint64(cp[start + i + n - 1]) + _ONE)
                     if n >= lo:
-                        c = _probe(h, keys, vals, overflow, shift, rounds)
+                        c = _probe(h, table, shift)
                         if c >= 0:
                             cols[k] = c
                             k += 1
@@ -154,7 +139,7 @@ def ensemble_logits(  # noqa: PLR0917
                 while j < length and is_word[cp[start + j]]:
                     h = h * _P + (np.uint64(cp[start + j]) + _ONE)
                     j += 1
-                c = _probe(h, wkeys, wvals, woverflow, wshift, wrounds)
+                c = _probe(h, wtable, wshift)
                 if c >= 0:
                     cols[k] = word_base + c
                     k += 1
@@ -162,7 +147,7 @@ def ensemble_logits(  # noqa: PLR0917
                     hb = prev_h * _P + _SPACE  # continues the previous word's hash: "a b"
                     for q in range(i, j):
                         hb = hb * _P + (np.uint64(cp[start + q]) + _ONE)
-                    c = _probe(hb, wkeys, wvals, woverflow, wshift, wrounds)
+                    c = _probe(hb, wtable, wshift)
                     if c >= 0:
                         cols[k] = word_base + c
                         k += 1

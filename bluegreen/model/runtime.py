@@ -39,7 +39,7 @@ from cachetools import LRUCache
 from mlflow.pyfunc.model import PythonModel
 
 from .labels import LABELS
-from .textfeat import Extractor, HashTable, code_points, word_char_table
+from .textfeat import Extractor, aligned_empty, code_points, line_table, word_char_table
 
 FORMAT_VERSION = 1
 _ARRAYS = "arrays.npz"
@@ -216,16 +216,17 @@ class CompiledEnsemble:
             raise ValueError(f"idf shape {idf.shape} != {(n_members, n_feat)}")
         if weights.shape != (n_members, n_feat, n_classes):
             raise ValueError(f"weights shape {weights.shape} is wrong")
-        # One float32 row per feature, [idf of each member, then each member's K weights]:
-        # scoring a feature touches one cache line instead of 2M scattered ones. float32 is
-        # also what the artifact stores, so this loses nothing against a loaded model.
-        packed = np.empty((n_feat, n_members * (1 + n_classes)), dtype=np.float32)
+        # One float32 row per feature, [idf of each member, then each member's K weights],
+        # padded to 64 bytes and aligned: scoring a feature touches one cache line instead of
+        # 2M scattered ones. float32 is what the artifact stores, so this loses nothing.
+        width = n_members * (1 + n_classes)
+        packed = aligned_empty((n_feat, -(-width // 16) * 16), np.float32)
         packed[:, :n_members] = idf.T
-        packed[:, n_members:] = weights.transpose(1, 0, 2).reshape(n_feat, -1)
+        packed[:, n_members:width] = weights.transpose(1, 0, 2).reshape(n_feat, -1)
         self.packed = packed
         self.idf = packed[:, :n_members].T  # (M, V) view
         self.weights = (
-            packed[:, n_members:].reshape(n_feat, n_members, n_classes).transpose(1, 0, 2)
+            packed[:, n_members:width].reshape(n_feat, n_members, n_classes).transpose(1, 0, 2)
         )  # (M, V, K) view
         self.binary = np.array(binary, dtype=bool)
         self.sublinear = np.array(sublinear, dtype=bool)
@@ -234,11 +235,8 @@ class CompiledEnsemble:
         self._tf_sub = self.sublinear[:, None]
         self._tf_mode = np.where(self.binary, 1, np.where(self.sublinear, 2, 0)).astype(np.int8)
         self.meta: dict[str, Any] = dict(meta or {})
-        table = self.extractor._table or HashTable(np.zeros(0, dtype=np.uint64))
-        if not self.extractor.char_hashes.size:
-            table.keys = table.keys[:0]  # no char block: the kernel skips probing
-        self._table_args = (table.keys, table.vals, table.overflow, table.shift, table.rounds)
         self._kernels: Any = None
+        self._table_args: tuple[Any, ...] | None = None
         self._word_args: tuple[Any, ...] | None = None
         self.use_kernels(True)
 
@@ -252,17 +250,14 @@ class CompiledEnsemble:
         hashes = kernels.hash_strings(cp, offsets)
         if np.unique(hashes).size != hashes.size:  # 64-bit collision: never seen, but exact
             raise ValueError("word keys collide under the kernel's hash")
-        table = HashTable(hashes)
-        return (
-            _word_chars(),
-            ex.word_n if keys else 0,
-            len(ex.char_hashes),
-            table.keys,
-            table.vals,
-            table.overflow,
-            table.shift,
-            table.rounds,
-        )
+        table, shift = line_table(hashes)
+        return (_word_chars(), ex.word_n if keys else 0, len(ex.char_hashes), table, shift)
+
+    def _char_table(self) -> tuple[Any, ...]:
+        hashes = self.extractor.char_hashes
+        if not hashes.size:
+            return (np.zeros((0, 8), dtype=np.uint64), np.uint64(0))
+        return line_table(hashes)
 
     @property
     def compiled_kernels(self) -> bool:
@@ -282,6 +277,8 @@ class CompiledEnsemble:
             kernels = _load_kernels()
             if kernels is None:
                 return
+            if self._table_args is None:
+                self._table_args = self._char_table()
             if self._word_args is None:
                 self._word_args = self._word_table(kernels)
             self._kernels = kernels
@@ -310,8 +307,8 @@ class CompiledEnsemble:
             offsets,
             lo,
             hi,
-            *self._table_args,
-            *self._word_args,  # type: ignore[misc]
+            *self._table_args,  # type: ignore[misc]
+            *self._word_args,
             self.packed,
             self._tf_mode,
             self.l2,

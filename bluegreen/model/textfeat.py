@@ -16,6 +16,7 @@ import itertools
 import re
 import unicodedata
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -239,6 +240,35 @@ class HashTable:
         return res
 
 
+class _Width4(HashTable):
+    WIDTH = 4
+
+
+def aligned_empty(shape: tuple[int, int], dtype: type[np.generic], align: int = 64) -> Any:
+    """Zeroed C array whose first byte is ``align``-byte aligned, so fixed-size rows of
+    ``align`` bytes each sit in exactly one cache line."""
+    itemsize = np.dtype(dtype).itemsize
+    n = shape[0] * shape[1]
+    buf = np.zeros(n + align // itemsize, dtype=dtype)
+    skip = (-buf.ctypes.data % align) // itemsize
+    return buf[skip : skip + n].reshape(shape)
+
+
+def line_table(keys: U64) -> tuple[U64, np.uint64]:
+    """The compiled kernel's hash table: one 64-byte cache line per bucket, ``[4 keys, their
+    4 values + 1]`` (0 = empty), and the shift giving a hash's home bucket.
+
+    Same placement as :class:`HashTable` (width 4): a key sits in its home bucket or, if that
+    was full, in the next bucket with room; so a lookup stops at the first bucket that is not
+    full, and an absent n-gram costs one cache miss (the numpy table's separate key, value and
+    overflow arrays cost up to three)."""
+    t = _Width4(keys)
+    table: U64 = aligned_empty((t.n_buckets, 8), np.uint64)
+    table[:, :4] = t.keys
+    table[:, 4:] = (t.vals.astype(np.int64) + 1).astype(np.uint64)
+    return table, t.shift
+
+
 class Extractor:
     """Maps texts to (row, column) pairs of known features.
 
@@ -264,7 +294,14 @@ class Extractor:
         if len(self.word_vocab) != len(self.word_keys):
             raise ValueError("word keys are not unique")
         self.n_features = base + len(self.word_keys)
-        self._table = HashTable(hs) if hs.size else None
+        self._numpy_table: HashTable | None = None
+
+    @property
+    def _table(self) -> HashTable | None:
+        """The numpy path's table, built on first use (serving with kernels never needs it)."""
+        if self._numpy_table is None and self.char_hashes.size:
+            self._numpy_table = HashTable(self.char_hashes)
+        return self._numpy_table
 
     def cols_one(self, text: str) -> I64:
         """Columns of the known feature occurrences of one text (repeats kept): the low-latency
