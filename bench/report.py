@@ -95,7 +95,7 @@ def write_report(results: dict[str, Any], out: Path, target: Path) -> None:
     lines += [*summary_rows, ""]
 
     if t:
-        lines += _throughput_section(t)
+        lines += _throughput_section(t, results.get("model_costs"))
     if swaps:
         lines += _swap_section(swaps)
     if mem:
@@ -108,8 +108,9 @@ def write_report(results: dict[str, Any], out: Path, target: Path) -> None:
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _throughput_section(t: dict[str, Any]) -> list[str]:
+def _throughput_section(t: dict[str, Any], mc: dict[str, Any] | None) -> list[str]:
     med = t["median"]
+    unseen = f"{mc['single_us_p50']:.0f} µs" if mc else "the single-text cost"
     names = {
         "bluegreen_predict_w1": "bluegreen POST /predict, 1 worker",
         "mlflow_serve_w1": "`mlflow models serve` POST /invocations, 1 worker",
@@ -127,9 +128,9 @@ def _throughput_section(t: dict[str, Any]) -> list[str]:
         '`{"dataframe_records": [{"text": ...}]}`. Client CPU is wrk\'s own user+system time '
         "(from `wait4` rusage) divided by wall time: wrk shares the two cores with the server. "
         "Caveat: the 200 bodies repeat, so the ensemble's per-version LRU text cache answers "
-        "most /predict calls after the first pass (about 2 µs instead of ~200 µs for an unseen "
-        "short text, see section 5); traffic with few repeated texts costs roughly 0.2 ms more "
-        "server CPU per request than shown here.",
+        f"most /predict calls after the first pass (about 2 µs instead of {unseen} for an "
+        "unseen short text, see section 5); traffic with few repeated texts costs that much "
+        "more server CPU per request than shown here.",
         "",
         "| target | req/s | p50 ms | p99 ms | errors | server CPU ms/request | wrk CPU (cores) |",
         "|---|---|---|---|---|---|---|",

@@ -42,8 +42,28 @@ def enabled() -> bool:
 
 
 @_jit
+def fill_line_table(keys: Any, table: Any, shift: np.uint64) -> None:
+    """Insert ``keys`` (unique, non-zero) into an all-zero ``(2**bits, 8)`` table.
+
+    One 64-byte cache line per bucket: ``[4 keys, their 4 values + 1]`` (0 = empty). A key goes
+    to the first bucket with room from its home bucket on (linear probing over buckets), so a
+    lookup can stop at the first bucket that is not full: an absent n-gram costs one miss."""
+    mask = np.int64(table.shape[0] - 1)
+    for i in range(keys.shape[0]):
+        h = keys[i]
+        b = np.int64((h * _FIB) >> shift)
+        while table[b, 3] != 0:
+            b = (b + np.int64(1)) & mask
+        s = 0
+        while table[b, s] != 0:
+            s += 1
+        table[b, s] = h
+        table[b, 4 + s] = np.uint64(i + 1)
+
+
+@_jit
 def _probe(h: np.uint64, table: Any, shift: np.uint64) -> np.int64:
-    """Column of hash ``h`` in a ``textfeat.line_table``, or -1."""
+    """Column of hash ``h`` in a table filled by :func:`fill_line_table`, or -1."""
     # explicit int64: numba widens mixed uint64/int64 arithmetic to float64
     mask = np.int64(table.shape[0] - 1)
     b = np.int64((h * _FIB) >> shift)
@@ -96,7 +116,7 @@ def ensemble_logits(  # noqa: PLR0917
     ``cp``: uint32 code points of the space-padded normalised texts, concatenated (text ``i``
     is ``cp[offsets[i]:offsets[i+1]]``). Words are the runs of ``is_word`` code points (the
     regex ``\\w``, tabulated), looked up by :func:`hash_strings` hash in the word table, whose
-    values are offset by ``word_base``. Both tables are ``textfeat.line_table``s;
+    values are offset by ``word_base``. Both tables are :func:`fill_line_table`'s;
     ``packed[col]`` is ``[idf_0..idf_{M-1}, W_0[0..K), ..., W_{M-1}[0..K)]``; ``tf_mode[m]``
     is 0 (count), 1 (presence) or 2 (``1 + log count``).
     """

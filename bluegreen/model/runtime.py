@@ -39,7 +39,7 @@ from cachetools import LRUCache
 from mlflow.pyfunc.model import PythonModel
 
 from .labels import LABELS
-from .textfeat import Extractor, aligned_empty, code_points, line_table, word_char_table
+from .textfeat import Extractor, aligned_empty, code_points, word_char_table
 
 FORMAT_VERSION = 1
 _ARRAYS = "arrays.npz"
@@ -128,6 +128,21 @@ def _load_kernels() -> Any:
             _kernels_module.append(_import_kernels())
         module = _kernels_module[0]
     return module if module is not None and module.enabled() else None
+
+
+def line_table(kernels: Any, keys: npt.NDArray[np.uint64]) -> tuple[Any, np.uint64]:
+    """The kernel's hash table for ``keys`` (unique, non-zero; value = position in ``keys``):
+    ``(2**bits, 8)`` uint64, 64-byte aligned, ~0.9-1.7 keys per 4-slot bucket, and the shift
+    that gives a hash's home bucket. Filled in compiled code: fast, and off the GIL while a
+    swap loads a model beside live traffic."""
+    keys = np.ascontiguousarray(keys, dtype=np.uint64)
+    if keys.size and not bool(np.all(keys)):
+        raise ValueError("key 0 is reserved for empty slots")
+    bits = max(1, math.ceil(math.log2(max(keys.size / 1.5, 2))))
+    table = aligned_empty((1 << bits, 8), np.uint64)
+    shift = np.uint64(64 - bits)
+    kernels.fill_line_table(keys, table, shift)
+    return table, shift
 
 
 def _softmax(z: F64) -> F64:
@@ -250,14 +265,14 @@ class CompiledEnsemble:
         hashes = kernels.hash_strings(cp, offsets)
         if np.unique(hashes).size != hashes.size:  # 64-bit collision: never seen, but exact
             raise ValueError("word keys collide under the kernel's hash")
-        table, shift = line_table(hashes)
+        table, shift = line_table(kernels, hashes)
         return (_word_chars(), ex.word_n if keys else 0, len(ex.char_hashes), table, shift)
 
-    def _char_table(self) -> tuple[Any, ...]:
+    def _char_table(self, kernels: Any) -> tuple[Any, ...]:
         hashes = self.extractor.char_hashes
         if not hashes.size:
             return (np.zeros((0, 8), dtype=np.uint64), np.uint64(0))
-        return line_table(hashes)
+        return line_table(kernels, hashes)
 
     @property
     def compiled_kernels(self) -> bool:
@@ -278,7 +293,7 @@ class CompiledEnsemble:
             if kernels is None:
                 return
             if self._table_args is None:
-                self._table_args = self._char_table()
+                self._table_args = self._char_table(kernels)
             if self._word_args is None:
                 self._word_args = self._word_table(kernels)
             self._kernels = kernels

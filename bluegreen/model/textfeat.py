@@ -240,10 +240,6 @@ class HashTable:
         return res
 
 
-class _Width4(HashTable):
-    WIDTH = 4
-
-
 def aligned_empty(shape: tuple[int, int], dtype: type[np.generic], align: int = 64) -> Any:
     """Zeroed C array whose first byte is ``align``-byte aligned, so fixed-size rows of
     ``align`` bytes each sit in exactly one cache line."""
@@ -252,21 +248,6 @@ def aligned_empty(shape: tuple[int, int], dtype: type[np.generic], align: int = 
     buf = np.zeros(n + align // itemsize, dtype=dtype)
     skip = (-buf.ctypes.data % align) // itemsize
     return buf[skip : skip + n].reshape(shape)
-
-
-def line_table(keys: U64) -> tuple[U64, np.uint64]:
-    """The compiled kernel's hash table: one 64-byte cache line per bucket, ``[4 keys, their
-    4 values + 1]`` (0 = empty), and the shift giving a hash's home bucket.
-
-    Same placement as :class:`HashTable` (width 4): a key sits in its home bucket or, if that
-    was full, in the next bucket with room; so a lookup stops at the first bucket that is not
-    full, and an absent n-gram costs one cache miss (the numpy table's separate key, value and
-    overflow arrays cost up to three)."""
-    t = _Width4(keys)
-    table: U64 = aligned_empty((t.n_buckets, 8), np.uint64)
-    table[:, :4] = t.keys
-    table[:, 4:] = (t.vals.astype(np.int64) + 1).astype(np.uint64)
-    return table, t.shift
 
 
 class Extractor:

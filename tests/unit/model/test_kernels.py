@@ -75,7 +75,7 @@ def test_line_table_finds_every_key_through_overflow_chains() -> None:
     kernels = runtime._load_kernels()
     rng = np.random.default_rng(5)
     keys = np.unique(rng.integers(1, 2**63, size=5000, dtype=np.uint64))
-    table, shift = textfeat.line_table(keys)
+    table, shift = runtime.line_table(kernels, keys)
     assert table.ctypes.data % 64 == 0  # one bucket = one cache line
     homes = ((keys * np.uint64(0xD6E8FEB86659FD93)) >> shift).astype(np.int64)
     placed = {int(k): b for b in range(table.shape[0]) for k in table[b, :4] if k}
@@ -86,6 +86,8 @@ def test_line_table_finds_every_key_through_overflow_chains() -> None:
     absent = absent[~np.isin(absent, keys)]
     assert all(kernels._probe(q, table, shift) == -1 for q in absent)
     assert kernels._probe(np.uint64(0), table, shift) == -1  # 0 marks empty slots
+    with pytest.raises(ValueError, match="reserved"):
+        runtime.line_table(kernels, np.array([0, 5], dtype=np.uint64))
 
 
 def test_word_char_table_is_the_regex_word_class() -> None:
