@@ -39,7 +39,7 @@ from cachetools import LRUCache
 from mlflow.pyfunc.model import PythonModel
 
 from .labels import LABELS
-from .textfeat import Extractor, aligned_empty, code_points, word_char_table
+from .textfeat import Extractor, code_points, utf32, word_char_table
 
 FORMAT_VERSION = 1
 _ARRAYS = "arrays.npz"
@@ -128,6 +128,16 @@ def _load_kernels() -> Any:
             _kernels_module.append(_import_kernels())
         module = _kernels_module[0]
     return module if module is not None and module.enabled() else None
+
+
+def aligned_empty(shape: tuple[int, int], dtype: type[np.generic], align: int = 64) -> Any:
+    """Zeroed C array whose first byte is ``align``-byte aligned, so fixed-size rows of
+    ``align`` bytes each sit in exactly one cache line."""
+    itemsize = np.dtype(dtype).itemsize
+    n = shape[0] * shape[1]
+    buf = np.zeros(n + align // itemsize, dtype=dtype)
+    skip = (-buf.ctypes.data % align) // itemsize
+    return buf[skip : skip + n].reshape(shape)
 
 
 def line_table(kernels: Any, keys: npt.NDArray[np.uint64]) -> tuple[Any, np.uint64]:
@@ -259,7 +269,7 @@ class CompiledEnsemble:
         """Word n-gram keys as a hash table the kernel probes (it never builds the strings)."""
         ex = self.extractor
         keys = ex.word_keys
-        cp = np.frombuffer("".join(keys).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        cp = utf32("".join(keys))
         offsets = np.zeros(len(keys) + 1, dtype=np.int64)
         np.cumsum([len(k) for k in keys], out=offsets[1:])
         hashes = kernels.hash_strings(cp, offsets)

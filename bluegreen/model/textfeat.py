@@ -16,7 +16,6 @@ import itertools
 import re
 import unicodedata
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -57,11 +56,14 @@ def word_ngrams(norm: str, hi: int) -> list[str]:
     return toks
 
 
+def utf32(text: str) -> npt.NDArray[np.uint32]:
+    """Code points of ``text`` (lone surrogates kept: a Python caller can pass one)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
 def _codepoints(padded: str) -> U64:
     """Code points + 1 (so that no character hashes like an absent one)."""
-    cp = np.frombuffer(padded.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(
-        np.uint64
-    )
+    cp = utf32(padded).astype(np.uint64)
     cp += _ONE
     return cp
 
@@ -104,14 +106,10 @@ def code_points(texts: Sequence[str]) -> tuple[npt.NDArray[np.uint32], I64]:
     """What the compiled kernel reads: the code points of the space-padded normalised texts,
     concatenated, and the offset of each text (``len(texts) + 1`` entries)."""
     if len(texts) == 1:  # the latency path: no per-batch array building
-        cp1 = np.frombuffer(
-            f" {normalize(texts[0])} ".encode("utf-32-le", "surrogatepass"), dtype=np.uint32
-        )
+        cp1 = utf32(f" {normalize(texts[0])} ")
         return cp1, np.array((0, cp1.size), dtype=np.int64)
     norms = [normalize(t) for t in texts]
-    cp = np.frombuffer(
-        "".join([f" {t} " for t in norms]).encode("utf-32-le", "surrogatepass"), dtype=np.uint32
-    )
+    cp = utf32("".join([f" {t} " for t in norms]))
     offsets = np.zeros(len(norms) + 1, dtype=np.int64)
     np.cumsum([len(t) + 2 for t in norms], out=offsets[1:])
     return cp, offsets
@@ -170,7 +168,7 @@ class HashTable:
         w = self.WIDTH
         bits = max(1, int(np.ceil(np.log2(max(len(keys) / self.MEAN_LOAD, 2)))))
         self.n_buckets = 1 << bits
-        self.shift = np.uint64(64 - bits)
+        self._shift = np.uint64(64 - bits)
         self.keys = np.zeros((self.n_buckets, w), dtype=np.uint64)
         self.vals = np.full((self.n_buckets, w), -1, dtype=np.int32)
         self.overflow = np.zeros(self.n_buckets, dtype=bool)
@@ -197,7 +195,7 @@ class HashTable:
         self._vals_flat = self.vals.ravel()
 
     def _home(self, h: U64) -> I64:
-        out: I64 = (h * _FIB >> self.shift).astype(np.intp)
+        out: I64 = (h * _FIB >> self._shift).astype(np.intp)
         return out
 
     def find(self, q: U64) -> I64:
@@ -238,16 +236,6 @@ class HashTable:
             left = res[active] < 0
             active, b = active[left], b[left]
         return res
-
-
-def aligned_empty(shape: tuple[int, int], dtype: type[np.generic], align: int = 64) -> Any:
-    """Zeroed C array whose first byte is ``align``-byte aligned, so fixed-size rows of
-    ``align`` bytes each sit in exactly one cache line."""
-    itemsize = np.dtype(dtype).itemsize
-    n = shape[0] * shape[1]
-    buf = np.zeros(n + align // itemsize, dtype=dtype)
-    skip = (-buf.ctypes.data % align) // itemsize
-    return buf[skip : skip + n].reshape(shape)
 
 
 class Extractor:

@@ -183,18 +183,12 @@ class AppServer(Process):
                 time.sleep(0.2)
 
     def worker_pids(self) -> list[int]:
-        import psutil
-
         if self.workers <= 1:
             return [self.pid]
-        # uvicorn with workers>1: the parent supervises; multiprocessing may add a tracker, and
-        # short-lived helpers (mlflow, numba) may exit between listing and reading cmdline.
-        workers = []
-        for child in psutil.Process(self.pid).children(recursive=True):
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
-                if "resource_tracker" not in " ".join(child.cmdline()):
-                    workers.append(child.pid)
-        return workers
+        # uvicorn with workers>1: the parent supervises the worker processes
+        from tests.support.faults import live_worker_pids
+
+        return live_worker_pids(self.pid)
 
     def rss_bytes(self) -> dict[int, int]:
         import psutil
