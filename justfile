@@ -8,11 +8,14 @@ py := venv / "bin/python"
 default:
     @just --list
 
-# create .venv and install the project with dev tools (idempotent, fast when up to date)
+# create .venv and install the project with dev tools (idempotent, fast when up to date).
+# --compile-bytecode: uv skips it by default, and where PYTHONDONTWRITEBYTECODE is set (CI images,
+# this repo's Dockerfile) no .pyc is ever written, so every process would recompile mlflow, numba
+# and litestar from source: `import mlflow` took 6-9 s here instead of 2-3 s.
 setup:
     command -v uv >/dev/null || python3 -m pip install -q uv
     [ -x {{py}} ] || uv venv -q {{venv}}
-    uv pip install -q --python {{py}} -e '.[dev]'
+    uv pip install -q --compile-bytecode --python {{py}} -e '.[dev]'
 
 # system packages the integration tests use (Prometheus, promtool, wrk); needs root
 setup-system:
