@@ -42,23 +42,36 @@ def enabled() -> bool:
 
 
 @_jit
-def fill_line_table(keys: Any, table: Any, shift: np.uint64) -> None:
-    """Insert ``keys`` (unique, non-zero) into an all-zero ``(2**bits, 8)`` table.
+def fill_line_table(keys: Any, table: Any, shift: np.uint64) -> np.int64:
+    """Insert ``keys`` (non-zero) into an all-zero ``(2**bits, 8)`` table; returns how many
+    keys were already there (duplicates are skipped, and the caller rejects them).
 
     One 64-byte cache line per bucket: ``[4 keys, their 4 values + 1]`` (0 = empty). A key goes
     to the first bucket with room from its home bucket on (linear probing over buckets), so a
-    lookup can stop at the first bucket that is not full: an absent n-gram costs one miss."""
+    lookup can stop at the first bucket that is not full: an absent n-gram costs one miss.
+    An equal key would lie on that same path, so checking it here costs nothing extra."""
     mask = np.int64(table.shape[0] - 1)
+    dups = np.int64(0)
     for i in range(keys.shape[0]):
         h = keys[i]
         b = np.int64((h * _FIB) >> shift)
-        while table[b, 3] != 0:
+        seen = False
+        while True:
+            for s in range(4):
+                if table[b, s] == h:
+                    seen = True
+            if seen or table[b, 3] == 0:
+                break
             b = (b + np.int64(1)) & mask
+        if seen:
+            dups += 1
+            continue
         s = 0
         while table[b, s] != 0:
             s += 1
         table[b, s] = h
         table[b, 4 + s] = np.uint64(i + 1)
+    return dups
 
 
 @_jit

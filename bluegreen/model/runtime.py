@@ -141,7 +141,7 @@ def aligned_empty(shape: tuple[int, int], dtype: type[np.generic], align: int = 
 
 
 def line_table(kernels: Any, keys: npt.NDArray[np.uint64]) -> tuple[Any, np.uint64]:
-    """The kernel's hash table for ``keys`` (unique, non-zero; value = position in ``keys``):
+    """The kernel's hash table for ``keys`` (non-zero; value = position in ``keys``):
     ``(2**bits, 8)`` uint64, 64-byte aligned, ~0.9-1.7 keys per 4-slot bucket, and the shift
     that gives a hash's home bucket. Filled in compiled code: fast, and off the GIL while a
     swap loads a model beside live traffic."""
@@ -151,7 +151,8 @@ def line_table(kernels: Any, keys: npt.NDArray[np.uint64]) -> tuple[Any, np.uint
     bits = max(1, math.ceil(math.log2(max(keys.size / 1.5, 2))))
     table = aligned_empty((1 << bits, 8), np.uint64)
     shift = np.uint64(64 - bits)
-    kernels.fill_line_table(keys, table, shift)
+    if kernels.fill_line_table(keys, table, shift):
+        raise ValueError("duplicate keys: a column would be unreachable")
     return table, shift
 
 
@@ -264,6 +265,8 @@ class CompiledEnsemble:
         self._table_args: tuple[Any, ...] | None = None
         self._word_args: tuple[Any, ...] | None = None
         self.use_kernels(True)
+        if self._kernels is None:
+            _ = self.extractor.word_vocab  # the numpy path's dict: validated at load, not later
 
     def _word_table(self, kernels: Any) -> tuple[Any, ...]:
         """Word n-gram keys as a hash table the kernel probes (it never builds the strings)."""
@@ -272,10 +275,8 @@ class CompiledEnsemble:
         cp = utf32("".join(keys))
         offsets = np.zeros(len(keys) + 1, dtype=np.int64)
         np.cumsum([len(k) for k in keys], out=offsets[1:])
-        hashes = kernels.hash_strings(cp, offsets)
-        if np.unique(hashes).size != hashes.size:  # 64-bit collision: never seen, but exact
-            raise ValueError("word keys collide under the kernel's hash")
-        table, shift = line_table(kernels, hashes)
+        # line_table rejects equal hashes: a repeated key, or a 64-bit collision (never seen)
+        table, shift = line_table(kernels, kernels.hash_strings(cp, offsets))
         return (_word_chars(), ex.word_n if keys else 0, len(ex.char_hashes), table, shift)
 
     def _char_table(self, kernels: Any) -> tuple[Any, ...]:

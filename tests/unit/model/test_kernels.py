@@ -88,6 +88,48 @@ def test_line_table_finds_every_key_through_overflow_chains() -> None:
     assert kernels._probe(np.uint64(0), table, shift) == -1  # 0 marks empty slots
     with pytest.raises(ValueError, match="reserved"):
         runtime.line_table(kernels, np.array([0, 5], dtype=np.uint64))
+    # a repeated key would leave one column unreachable: found while filling, even far apart
+    with pytest.raises(ValueError, match="duplicate"):
+        runtime.line_table(kernels, np.concatenate([keys, keys[2500:2501]]))
+
+
+def _with_word_keys(full: CompiledEnsemble, word_keys: list[str]) -> CompiledEnsemble:
+    ex = full.extractor
+    return CompiledEnsemble(
+        char_hashes=ex.char_hashes,
+        char_range=ex.char_range,
+        word_keys=word_keys,
+        word_n=ex.word_n,
+        member_names=full.member_names,
+        idf=full.idf,
+        weights=full.weights,
+        bias=full.bias,
+        binary=full.binary,
+        sublinear=full.sublinear,
+        l2=full.l2,
+    )
+
+
+def test_serving_never_builds_the_numpy_word_dict(loaded: CompiledEnsemble) -> None:
+    fresh = _with_word_keys(loaded, loaded.extractor.word_keys)
+    assert fresh.compiled_kernels
+    fresh.logits(["재밌다 최고", "별로"])
+    assert "word_vocab" not in vars(fresh.extractor)  # tens of MiB the kernels never read
+    ref = _reference(fresh, ["재밌다 최고"])  # the numpy path builds it on first use
+    assert "word_vocab" in vars(fresh.extractor)
+    assert np.allclose(fresh.logits(["재밌다 최고"]), ref, atol=1e-9)
+
+
+@pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "numpy"])
+def test_repeated_word_keys_fail_at_load(
+    loaded: CompiledEnsemble, kernels: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not kernels:
+        monkeypatch.setattr(runtime, "_load_kernels", lambda: None)
+    keys = list(loaded.extractor.word_keys)
+    keys[-1] = keys[0]
+    with pytest.raises(ValueError, match="not unique"):
+        _with_word_keys(loaded, keys)
 
 
 def test_word_char_table_is_the_regex_word_class() -> None:
