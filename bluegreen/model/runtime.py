@@ -28,7 +28,7 @@ import math
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ I64 = npt.NDArray[np.int64]
 
 
 _KERNEL_MTIME = 1_600_000_000  # fixed, so numba's cache index (keyed by mtime) stays valid
-_kernels_lock = threading.Lock()
+_once_lock = threading.RLock()
 
 
 def _kernel_cache_root() -> Path:
@@ -105,28 +105,29 @@ def _import_kernels() -> Any:
     return module
 
 
-_word_chars_memo: list[npt.NDArray[np.bool_]] = []
+_once_values: dict[str, Any] = {}
+
+
+def _once(key: str, build: Callable[[], Any]) -> Any:
+    """``build()`` once per process (under a lock: two slots may load at the same time)."""
+    with _once_lock:
+        if key not in _once_values:
+            _once_values[key] = build()
+        return _once_values[key]
 
 
 def _word_chars() -> npt.NDArray[np.bool_]:
-    with _kernels_lock:
-        if not _word_chars_memo:
-            _word_chars_memo.append(word_char_table())
-        return _word_chars_memo[0]
-
-
-_kernels_module: list[Any] = []  # memo: the model's directory may be gone after loading
+    table: npt.NDArray[np.bool_] = _once("word_chars", word_char_table)
+    return table
 
 
 def _load_kernels() -> Any:
     """The compiled kernels module, or None (numba missing or JIT disabled): numpy path.
 
     Imported under a content-hashed name, so model versions with identical kernels share one
-    module (compiled once per process, and cached on disk across processes)."""
-    with _kernels_lock:
-        if not _kernels_module:
-            _kernels_module.append(_import_kernels())
-        module = _kernels_module[0]
+    module (compiled once per process, and cached on disk across processes). Memoised, not
+    re-imported: the model's directory may be gone after loading."""
+    module = _once("kernels", _import_kernels)
     return module if module is not None and module.enabled() else None
 
 

@@ -224,7 +224,7 @@ def test_kernels_are_imported_once_per_process(monkeypatch: pytest.MonkeyPatch) 
     # a model's directory (where runtime.py and kernels.py live) may be deleted after loading;
     # switching kernels back on later must not need it
     calls: list[int] = []
-    monkeypatch.setattr(runtime, "_kernels_module", [])
+    monkeypatch.setattr(runtime, "_once_values", {})
     monkeypatch.setattr(runtime, "_import_kernels", lambda: calls.append(1) or None)
     assert runtime._load_kernels() is None
     assert runtime._load_kernels() is None
