@@ -91,11 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         if (args.alias or args.promote_if_better) and not args.register:
             print("--alias/--promote-if-better need --register", file=sys.stderr)
             return 2
-        from .training import load_fit_output, log_fit_output, train_and_log
+        from .training import load_fit_output, log_fit_output, retime_inference, train_and_log
 
         if args.from_fit is not None:
             result = log_fit_output(
-                load_fit_output(args.from_fit), tracking_uri=args.tracking_uri,
+                retime_inference(load_fit_output(args.from_fit)), tracking_uri=args.tracking_uri,
                 register=args.register, model_name=args.model_name, alias=args.alias,
                 promote_if_better=args.promote_if_better,
             )  # fmt: skip
