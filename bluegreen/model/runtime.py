@@ -310,6 +310,7 @@ class CompiledEnsemble:
                 self._word_args = self._word_table(kernels)
             self._kernels = kernels
             self.logits(["warm-up 준비"])
+            self.logits(["warm-up", "준비"])  # the batch path, whose normaliser has a table
         except Exception:
             _log.warning("compiled kernels unavailable; using the numpy path", exc_info=True)
             self._kernels = None

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -95,3 +97,54 @@ def test_extractor_pairs_single_equals_batch() -> None:
         assert sorted(ex.cols_one(t).tolist()) == sorted(ex.pairs([t])[1].tolist())
     _, c = ex.pairs(["최고 아님"])
     assert {ex.word_vocab["최고"], ex.word_vocab["최고 아님"]} <= set(c.tolist())
+
+
+_TRICKY = [
+    *" \t\n\r\x0b\x0c\x1c\x85\xa0\u200b\u2028\u3000\ufeff",  # spaces and controls
+    *"aAbBzZ.!?ㅋㅠ가각힣",
+    "\u03a3",  # capital sigma: lower() depends on what follows (final sigma)
+    "\u0130",  # İ: lower() makes two code points
+    "\u0301",  # combining acute: NFC composes it with a preceding letter
+    "\u1100\u1161",  # conjoining jamo: NFC composes them into 가
+    "\ue000",  # the batch separator, inside a text
+    "\U0001f642",
+    "\ud800",  # lone surrogate
+]
+_JOINABLE = [c for c in _TRICKY if c != "\ue000"]  # no per-text fallback
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_batch_normalisation_equals_per_text(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(seed)
+    pool = _TRICKY if seed % 4 == 0 else _JOINABLE
+    texts = [
+        "".join(rng.choice(pool, size=int(rng.integers(0, 12))))
+        for _ in range(int(rng.integers(2, 30)))
+    ]
+    texts.append("ㅋ" * (textfeat.MAX_CHARS + 5))  # cut before joining
+    cp_ref, offsets_ref = textfeat.code_points_per_text(texts)
+    if pool is _JOINABLE:  # must take the vectorised path, not fall back to the reference
+
+        def per_text(_: object) -> None:
+            raise AssertionError("fell back to the per-text path")
+
+        monkeypatch.setattr(textfeat, "code_points_per_text", per_text)
+    cp, offsets = textfeat.code_points(texts)
+    assert cp.tolist() == cp_ref.tolist()
+    assert offsets.tolist() == offsets_ref.tolist()
+
+
+def test_batch_normalisation_of_plain_texts() -> None:
+    texts = ["  재밌다   ㅋㅋㅋㅋ ", "", "  ", "ΟΔΟΣ", "최고!!!!", "x"]
+    cp, offsets = textfeat.code_points(texts)
+    got = [cp[a:b].tobytes().decode("utf-32-le") for a, b in itertools.pairwise(offsets)]
+    assert got == [" 재밌다 ㅋㅋ ", "  ", "  ", " οδος ", " 최고!! ", " x "]
+
+
+def test_space_table_is_the_normalisers_space_class_over_all_of_unicode() -> None:
+    table = textfeat._space_table()
+    every = "".join(map(chr, range(0x110000)))
+    want = np.zeros(0x110000, dtype=np.bool_)
+    for m in textfeat._SPACE_RE.finditer(every):
+        want[m.start() : m.end()] = True
+    assert np.array_equal(table, want)
