@@ -39,7 +39,7 @@ from cachetools import LRUCache
 from mlflow.pyfunc.model import PythonModel
 
 from .labels import LABELS
-from .textfeat import Extractor, code_points, utf32, word_char_table
+from .textfeat import Extractor, WordKeys, code_points, word_char_table
 
 FORMAT_VERSION = 1
 _ARRAYS = "arrays.npz"
@@ -273,9 +273,7 @@ class CompiledEnsemble:
         """Word n-gram keys as a hash table the kernel probes (it never builds the strings)."""
         ex = self.extractor
         keys = ex.word_keys
-        cp = utf32("".join(keys))
-        offsets = np.zeros(len(keys) + 1, dtype=np.int64)
-        np.cumsum([len(k) for k in keys], out=offsets[1:])
+        cp, offsets = keys.code_points()
         # line_table rejects equal hashes: a repeated key, or a 64-bit collision (never seen)
         table, shift = line_table(kernels, kernels.hash_strings(cp, offsets))
         return (_word_chars(), ex.word_n if keys else 0, len(ex.char_hashes), table, shift)
@@ -414,7 +412,7 @@ class CompiledEnsemble:
             weights=self.weights.astype(np.float32),
             bias=self.bias,
         )
-        (d / _WORDS).write_text("\n".join(ex.word_keys), encoding="utf-8")
+        (d / _WORDS).write_text(ex.word_keys.joined, encoding="utf-8")
         meta = {
             "format_version": FORMAT_VERSION,
             "labels": list(LABELS),
@@ -439,10 +437,10 @@ class CompiledEnsemble:
             raise ValueError(f"unsupported ensemble format {meta.get('format_version')!r}")
         if tuple(meta["labels"]) != LABELS:
             raise ValueError(f"label order {meta['labels']!r} != {LABELS!r}")
-        text = (d / _WORDS).read_text(encoding="utf-8")
-        words = text.split("\n") if meta["n_word_keys"] else []
-        if len(words) != meta["n_word_keys"]:
-            raise ValueError("words.txt does not match meta.json")
+        try:
+            words = WordKeys((d / _WORDS).read_text(encoding="utf-8"), meta["n_word_keys"])
+        except ValueError as e:
+            raise ValueError(f"words.txt does not match meta.json: {e}") from None
         with np.load(d / _ARRAYS) as z:
             char_hashes = z["char_hashes"]
             idf = z["idf"]

@@ -16,7 +16,8 @@ import functools
 import itertools
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import overload
 
 import numpy as np
 import numpy.typing as npt
@@ -310,6 +311,67 @@ class HashTable:
         return res
 
 
+class WordKeys(Sequence[str]):
+    """The word n-gram vocabulary, kept as one newline-joined string.
+
+    The kernels read it as one code-point array. Only the numpy path splits it into Python
+    strings, on first use: splitting 300k keys holds the GIL for ~40 ms, which would stall
+    every request served while a swap loads a model beside them."""
+
+    def __init__(self, joined: str, count: int) -> None:
+        if (joined.count("\n") + 1 if joined or count else 0) != count:
+            raise ValueError(f"{count} word keys expected, the text holds another number")
+        self.joined = joined
+        self._count = count
+
+    @classmethod
+    def of(cls, keys: Iterable[str]) -> WordKeys:
+        if isinstance(keys, WordKeys):
+            return keys
+        keys = list(keys)
+        if any("\n" in k for k in keys):
+            raise ValueError("a word key contains a newline")
+        return cls("\n".join(keys), len(keys))
+
+    @functools.cached_property
+    def _keys(self) -> list[str]:
+        return self.joined.split("\n") if self._count else []
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        return self._keys[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, WordKeys):
+            return self.joined == other.joined and self._count == other._count
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def code_points(self) -> tuple[npt.NDArray[np.uint32], I64]:
+        """All keys' code points, concatenated, and each key's offset (``len + 1`` entries),
+        without building a string per key."""
+        cp = utf32(self.joined)
+        offsets = np.zeros(self._count + 1, dtype=np.int64)
+        if not self._count:
+            return cp[:0], offsets
+        newline = cp == ord("\n")
+        ends = np.flatnonzero(newline)
+        np.cumsum(np.diff(ends, prepend=-1, append=cp.size) - 1, out=offsets[1:])
+        return cp[~newline], offsets
+
+
 class Extractor:
     """Maps texts to (row, column) pairs of known features.
 
@@ -328,7 +390,7 @@ class Extractor:
             raise ValueError("char hashes must be sorted and unique")
         self.char_hashes = hs
         self.char_range = (int(char_range[0]), int(char_range[1]))
-        self.word_keys = list(word_keys)
+        self.word_keys = WordKeys.of(word_keys)
         self.word_n = int(word_n)
         self.n_features = len(hs) + len(self.word_keys)
         self._numpy_table: HashTable | None = None

@@ -229,3 +229,23 @@ def test_kernels_are_imported_once_per_process(monkeypatch: pytest.MonkeyPatch) 
     assert runtime._load_kernels() is None
     assert runtime._load_kernels() is None
     assert calls == [1]
+
+
+def test_loading_never_splits_the_word_keys_into_strings(saved_dir: Path) -> None:
+    # splitting 300k keys holds the GIL ~40 ms: a stall for requests served beside a swap
+    compiled = CompiledEnsemble.load(saved_dir)
+    assert compiled.compiled_kernels
+    compiled.logits(["재밌다 최고", "별로"])
+    assert "_keys" not in vars(compiled.extractor.word_keys)
+
+
+def test_a_words_file_that_does_not_match_the_meta_fails_to_load(
+    saved_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    broken = shutil.copytree(saved_dir, tmp_path / "ensemble")
+    words = broken / "words.txt"
+    words.write_text(words.read_text(encoding="utf-8") + "\nextra", encoding="utf-8")
+    with pytest.raises(ValueError, match="does not match"):
+        CompiledEnsemble.load(broken)

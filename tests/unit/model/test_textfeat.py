@@ -148,3 +148,27 @@ def test_space_table_is_the_normalisers_space_class_over_all_of_unicode() -> Non
     for m in textfeat._SPACE_RE.finditer(every):
         want[m.start() : m.end()] = True
     assert np.array_equal(table, want)
+
+
+def test_word_keys_behave_as_the_list_and_give_code_points_without_splitting() -> None:
+    keys = ["재밌다", "최고 영화", "a", "x_y", "🙂"]
+    wk = textfeat.WordKeys.of(keys)
+    cp, offsets = wk.code_points()
+    assert "_keys" not in vars(wk)  # no Python string per key was built
+    got = [cp[a:b].tobytes().decode("utf-32-le") for a, b in itertools.pairwise(offsets)]
+    assert got == keys
+    assert len(wk) == 5
+    assert list(wk) == keys
+    assert wk[1] == "최고 영화"
+    assert wk[-2:] == keys[-2:]
+    assert wk == keys
+    assert wk == textfeat.WordKeys("\n".join(keys), 5)
+    assert wk != keys[:-1]
+    empty = textfeat.WordKeys("", 0)
+    assert len(empty) == 0
+    assert list(empty) == []
+    assert empty.code_points()[1].tolist() == [0]
+    with pytest.raises(ValueError, match="expected"):
+        textfeat.WordKeys("a\nb", 3)
+    with pytest.raises(ValueError, match="newline"):
+        textfeat.WordKeys.of(["a\nb"])
