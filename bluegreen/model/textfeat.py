@@ -176,25 +176,27 @@ def _normalise_joined(cp: npt.NDArray[np.uint32], n: int) -> tuple[npt.NDArray[n
     return out, offsets
 
 
-@functools.cache
-def _space_table() -> npt.NDArray[np.bool_]:
-    """``table[code point]``: in ``_SPACE_RE``'s class. Indexed by any code point, scanned over
-    the BMP only (17 ms instead of 0.3 s): Unicode has no whitespace or control character
-    above it, which a test checks against the regex over all of Unicode."""
-    every = "".join(map(chr, range(0x10000)))
+def _char_class_table(pattern: re.Pattern[str], scan_to: int) -> npt.NDArray[np.bool_]:
+    """``table[code point]`` (any code point) for the characters ``pattern`` matches among the
+    first ``scan_to`` code points; the rest are False."""
+    every = "".join(map(chr, range(scan_to)))
     table = np.zeros(0x110000, dtype=np.bool_)
-    for m in _SPACE_RE.finditer(every):
+    for m in pattern.finditer(every):
         table[m.start() : m.end()] = True
     return table
+
+
+@functools.cache
+def _space_table() -> npt.NDArray[np.bool_]:
+    """``table[code point]``: in ``_SPACE_RE``'s class. Scanned over the BMP only (17 ms
+    instead of 0.3 s): Unicode has no whitespace or control character above it, which a test
+    checks against the regex over all of Unicode."""
+    return _char_class_table(_SPACE_RE, 0x10000)
 
 
 def word_char_table() -> npt.NDArray[np.bool_]:
     """``table[code point]``: whether the token regex's ``\\w`` matches it (all of Unicode)."""
-    every = "".join(map(chr, range(0x110000)))
-    table = np.zeros(0x110000, dtype=np.bool_)
-    for m in _TOKEN_RE.finditer(every):
-        table[m.start() : m.end()] = True
-    return table
+    return _char_class_table(_TOKEN_RE, 0x110000)
 
 
 def char_ngram_hashes_one(norm: str, lo: int, hi: int) -> U64:
