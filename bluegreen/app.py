@@ -79,6 +79,10 @@ def create_app(
         # created since and pauses the loop for milliseconds, not a third of a second.
         gc.collect()
         gc.freeze()
+        await asyncio.get_running_loop().run_in_executor(
+            runtime.executors[1], runtime.prepare_loading
+        )
+        runtime.tasks.append(asyncio.create_task(runtime.lag_probe.run()))
         runtime.tasks.append(asyncio.create_task(runtime.controller.run()))
         runtime.tasks.append(asyncio.create_task(_sample_process(PROCESS_SAMPLE_INTERVAL_S)))
         event(log, "app.started", model=settings.model_name, alias=settings.model_alias,

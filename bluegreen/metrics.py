@@ -110,7 +110,8 @@ MODEL_HOT_SWAP_TOTAL = Counter("model_hot_swap", "Successful promotions to live"
 # --- lifecycle ---------------------------------------------------------------------------------
 MODEL_LOAD_FAILURES = Counter(
     "bluegreen_model_load_failures",
-    "Versions that failed to become live, by reason (load_error, smoke_failed, canary_rejected)",
+    "Versions that failed to become live, by reason (load_error, integrity, untrusted, "
+    "smoke_failed, canary_rejected)",
     ["model", "reason"],
 )
 MODEL_LOAD_DURATION = Histogram(
@@ -124,6 +125,22 @@ MODEL_LAST_FAILURE_TIMESTAMP = Gauge(
     "Unix time of the most recent load/smoke/canary failure (alerting)",
     ["model"],
     multiprocess_mode="livemax",
+)
+MODEL_LOAD_TRANSIENT = Counter(
+    "bluegreen_model_load_transient_failures",
+    "Loads that failed for a reason outside the version (loader killed, crashed or past its "
+    "deadline, registry down); retried with backoff, never rejected",
+    ["model"],
+)
+SWAP_LOOP_LAG_MAX = Gauge(
+    "bluegreen_swap_loop_lag_max_seconds",
+    "Longest event-loop stall during the most recent swap (load start to old version freed)",
+    multiprocess_mode="livemax",
+)
+EVENT_LOOP_LAG = Histogram(
+    "bluegreen_event_loop_lag_seconds",
+    "How late the event loop woke for a timer: time it could not serve requests",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 MODELS_FREED = Counter("bluegreen_models_freed", "Old models released after draining", ["model"])
 MODEL_FREE_LEAKS = Counter(
@@ -263,10 +280,10 @@ def initialize(model_name: str) -> None:
     """Create every labelled counter at 0, so `increase()` sees the first event (a series that
     appears at 1 has no earlier sample to increase from) and alerts need no `unless offset`."""
     for counter in (MODEL_LOAD_TOTAL, MODEL_LOAD_SUCCESS_TOTAL, MODEL_HOT_SWAP_TOTAL,
-                    MODELS_FREED, MODEL_FREE_LEAKS, ROLLBACKS, CANARY_COMPARED,
-                    CANARY_DISAGREEMENTS):  # fmt: skip
+                    MODEL_LOAD_TRANSIENT, MODELS_FREED, MODEL_FREE_LEAKS, ROLLBACKS,
+                    CANARY_COMPARED, CANARY_DISAGREEMENTS):  # fmt: skip
         counter.labels(model_name)
-    for reason in ("load_error", "smoke_failed", "canary_rejected"):
+    for reason in ("load_error", "smoke_failed", "canary_rejected", "integrity", "untrusted"):
         MODEL_LOAD_FAILURES.labels(model_name, reason)
     for decision in ("promoted", "rejected", "aborted"):
         CANARY_DECISIONS.labels(model_name, decision)

@@ -184,8 +184,40 @@ class Controller:
             return ReconcileResult(
                 ReconcileStatus.DEPLOYED, target.version, target.source, "vetted elsewhere"
             )
-        result = await self.manager.deploy(self._ref(target), canary=not vetted)
+        result = await self._deploy_watching(self._ref(target), canary=not vetted)
         return self._from_deploy(result, target.source)
+
+    async def _deploy_watching(self, ref: ModelRef, *, canary: bool) -> DeployResult:
+        """Deploy, and while the load takes longer than a control interval keep reading the
+        registry: when it wants another version, the load is abandoned (a stuck download or
+        a `load_context` that never returns must not hold the next version back)."""
+        task = asyncio.ensure_future(self.manager.deploy(ref, canary=canary))
+        interval = self._control_interval_s or self._poll_interval_s
+        try:
+            while True:
+                woken = asyncio.ensure_future(self._wake.wait())
+                try:
+                    await asyncio.wait({task, woken}, timeout=interval,
+                                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                finally:
+                    woken.cancel()
+                if task.done():
+                    return task.result()
+                self._wake.clear()  # an admin reload or webhook: look at the registry now
+                if self.manager.loading is None:
+                    continue  # past the load (smoke, drain): nothing to abandon
+                with contextlib.suppress(RegistryUnavailable, UnknownVersion):
+                    wanted = await self._registry(self.registry.resolve)
+                    if (
+                        wanted is not None
+                        and wanted.version != ref.version
+                        and not (wanted.rejected or self.rejected.get(wanted.version))
+                    ):
+                        # the deploy then ends SUPERSEDED, and _from_deploy wakes the loop
+                        self.manager.cancel_load(wanted.version, wanted.source)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
 
     def _ref(self, target: Target) -> ModelRef:
         return ModelRef(
@@ -193,9 +225,13 @@ class Controller:
             version=target.version,
             uri=self.registry.model_uri(target.version),
             run_id=target.run_id,
+            manifest_sha256=target.manifest_sha256,
         )
 
     def _from_deploy(self, result: DeployResult, source: str | None) -> ReconcileResult:
+        if result.outcome is Outcome.SUPERSEDED:
+            self._wake.set()
+            return ReconcileResult(ReconcileStatus.UNCHANGED, result.version, source, result.reason)
         if result.outcome is Outcome.TRANSIENT:
             # The artifact store, not the version, failed: back off like a registry outage.
             raise RegistryUnavailable(result.reason)
@@ -315,6 +351,7 @@ class Controller:
         if target.rejected:
             raise VersionRejected(f"version {version} was rejected: {target.rejected}")
         self.rejected.pop(version, None)
+        self.manager.cancel_load(version, f"pinned by {who}")
         result = await self.manager.deploy(self._ref(target), canary=False)
         if result.outcome is Outcome.REJECTED:
             raise VersionRejected(f"version {version} failed {result.stage}: {result.reason}")

@@ -18,6 +18,9 @@ REJECTED_AT_TAG = "bluegreen.rejected_at"
 PROMOTED_BY_TAG = "bluegreen.promoted_by"
 ALIAS_RESTORED_TAG = "bluegreen.alias_restored_from"
 CANARY_PERCENT_TAG = "bluegreen.canary_percent"
+MANIFEST_TAG = "bluegreen.manifest_sha256"
+"""Also `bluegreen.model.bundle.MANIFEST_TAG`; spelled here so the registry view needs no
+import of the model package."""
 
 
 class RegistryUnavailable(Exception):
@@ -41,6 +44,8 @@ class Target:
     promoted_by: str | None = None
     """Set when an admin action or a canary decision already vetted this version: every
     process then promotes it directly instead of running its own canary."""
+    manifest_sha256: str | None = None
+    """The bundle manifest's sha256 recorded at registration (`bluegreen.manifest_sha256`)."""
 
 
 @attrs.frozen
@@ -100,8 +105,9 @@ class Registry:
     def _target(self, mv: Any, source: str) -> Target:
         tags = dict(getattr(mv, "tags", {}) or {})
         return Target(
-            int(mv.version), mv.run_id, source, tags.get(REJECTED_TAG), tags.get(PROMOTED_BY_TAG)
-        )
+            int(mv.version), mv.run_id, source, tags.get(REJECTED_TAG), tags.get(PROMOTED_BY_TAG),
+            tags.get(MANIFEST_TAG) or None,
+        )  # fmt: skip
 
     def resolve(self) -> Target | None:
         """The version that should serve: alias first, then the latest in each fallback stage."""

@@ -15,12 +15,13 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
+from bluegreen.loading.loader import VersionLoader
 from bluegreen.logging import event
+from bluegreen.loop_lag import LoopLagProbe
 from bluegreen.poller import Controller
-from bluegreen.registry import Registry, RegistryUnavailable
+from bluegreen.registry import Registry
 from bluegreen.serving.canary import CanaryPolicy
-from bluegreen.serving.lifecycle import LifecycleConfig, Loader, SlotManager, TransientLoadError
-from bluegreen.serving.model_handle import LoadedModel, ModelRef, load_from_registry
+from bluegreen.serving.lifecycle import LifecycleConfig, Loader, SlotManager
 from bluegreen.serving.predictor import Predictor
 from bluegreen.settings import Settings
 
@@ -87,21 +88,8 @@ class LoaderFactory(Protocol):
 
 
 def registry_loader(settings: Settings, registry: Registry) -> Loader:
-    """Load from the registry; a failure while the registry itself is down is transient."""
-    scratch = settings.state_dir / "scratch"
-    load = partial(load_from_registry, scratch_dir=scratch)
-
-    def loader(ref: ModelRef) -> LoadedModel:
-        try:
-            return load(ref)
-        except Exception as exc:
-            try:
-                registry.control_view()
-            except RegistryUnavailable as down:
-                raise TransientLoadError(f"registry unreachable while loading: {down}") from exc
-            raise
-
-    return loader
+    """Bundles through the supervised loader child; generic pyfuncs in-process if trusted."""
+    return VersionLoader(settings, registry)
 
 
 def _open_registry(settings: Settings) -> Registry:
@@ -132,6 +120,8 @@ class Runtime:
     controller: Controller
     predictor: Predictor
     executors: list[Executor]
+    loader: Loader
+    lag_probe: LoopLagProbe
     status: str = "starting"
     """Why the process is not ready yet (bootstrapping, waiting for registry...)."""
     tasks: list[asyncio.Task[None]] = attrs.Factory(list)
@@ -145,7 +135,8 @@ class Runtime:
     ) -> Runtime:
         registry = registry or _open_registry(settings)
         predict_executor = ThreadPoolExecutor(settings.predict_threads, "predict")
-        load_executor = DaemonExecutor(1, "model-load")
+        # smoke runs and heap trims; each load runs in a thread of its own (lifecycle)
+        load_executor = DaemonExecutor(1, "model-smoke")
         registry_executor = DaemonExecutor(2, "registry")
         config = LifecycleConfig(
             model_name=settings.model_name,
@@ -163,7 +154,9 @@ class Runtime:
                 max_p95_ratio=settings.canary_max_p95_ratio,
             ),
         )
-        manager = SlotManager(config, loader_factory(settings, registry), load_executor)
+        lag_probe = LoopLagProbe()
+        loader = loader_factory(settings, registry)
+        manager = SlotManager(config, loader, load_executor, lag_probe=lag_probe)
         controller = Controller(
             registry,
             manager,
@@ -184,8 +177,20 @@ class Runtime:
         )
         return cls(
             settings, registry, manager, controller, predictor,
-            [predict_executor, load_executor, registry_executor],
+            [predict_executor, load_executor, registry_executor], loader, lag_probe,
         )  # fmt: skip
+
+    def prepare_loading(self) -> None:
+        """Blocking, once at start: sweep what earlier runs left in the version cache (killed
+        loads, versions nobody maps any more) and spawn the loader child."""
+        cache = getattr(self.loader, "cache", None)
+        if cache is not None:
+            removed = cache.sweep()
+            if removed:
+                event(log, "cache.swept", removed=removed)
+        start = getattr(self.loader, "start", None)
+        if callable(start):
+            start()
 
     def readiness(self) -> tuple[bool, str]:
         live = self.manager.live
@@ -209,6 +214,9 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.manager.close()
+        close_loader = getattr(self.loader, "close", None)
+        if callable(close_loader):
+            close_loader()  # the loader child goes with us
         for executor in self.executors:
             executor.shutdown(wait=False, cancel_futures=True)
         event(log, "runtime.closed")

@@ -30,6 +30,11 @@ def _non_negative(_: Any, attribute: attrs.Attribute[Any], value: float) -> None
         raise SettingsError(f"{ENV_PREFIX}{attribute.name.upper()} must be >= 0, got {value}")
 
 
+def _nice(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    if not 0 <= value <= 19:
+        raise SettingsError(f"{ENV_PREFIX}{attribute.name.upper()} must be in 0..19, got {value}")
+
+
 def _percent(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
     if not 0 <= value <= 100:
         raise SettingsError(f"{ENV_PREFIX}{attribute.name.upper()} must be in 0..100, got {value}")
@@ -98,6 +103,14 @@ class Settings:
     smoke_latency_budget_ms: float = attrs.field(default=250.0, validator=_positive)
     smoke_min_golden_accuracy: float = attrs.field(default=0.6, validator=_fraction)
     load_timeout_s: float = attrs.field(default=300.0, validator=_positive)
+    """Deadline of one load (download, verify, prepare, map). A load past it is killed and
+    retried with backoff: transient, never a rejection of the version."""
+    trust_model_code: bool = False
+    """Also serve MLflow pyfunc models that are not bluegreen bundles. Loading one unpickles
+    and imports code from the artifact store in this process: only turn it on when everyone
+    who can write the registry and the artifact store may run code on the servers."""
+    loader_nice: int = attrs.field(default=10, validator=_nice)
+    """CPU niceness of the loader child, so a load yields the cores to requests."""
 
     bootstrap: bool | None = None
     """Train and register a small default model when the registry is empty. None means: only
@@ -122,6 +135,11 @@ class Settings:
         if self.tracking_uri:
             return self.tracking_uri
         return f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Prepared versions, shared by every worker on the host (memory-mapped)."""
+        return (self.state_dir / "models").resolve()
 
     @property
     def artifact_root(self) -> Path:

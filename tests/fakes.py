@@ -83,10 +83,16 @@ class FakeLoader:
         self.load_delay_s = 0.0
         self.loaded: list[int] = []
         self.gate: threading.Event | None = None
+        self.hangs: set[int] = set()
+        """Versions whose load blocks until `unblock` is set (a `load_context` that hangs)."""
+        self.unblock = threading.Event()
+        self.aborts = 0
 
     def __call__(self, ref: ModelRef) -> LoadedModel:
         if self.gate is not None:
             self.gate.wait(10)
+        if ref.version in self.hangs:
+            self.unblock.wait(30)
         if self.load_delay_s:
             time.sleep(self.load_delay_s)
         self.loaded.append(ref.version)
@@ -94,6 +100,9 @@ class FakeLoader:
             raise self.failures[ref.version]
         model = self.factories.get(ref.version, KeywordModel)()
         return LoadedModel(ref, model.predict_texts, None, True, keepalive=model)
+
+    def abort(self) -> None:
+        self.aborts += 1
 
     def factory(self, settings: Settings, registry: Any) -> Loader:
         return self

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from . import bundle
 from .labels import LABELS
 
 RUNTIME_MODULES = ("labels.py", "textfeat.py", "kernels.py", "runtime.py")
@@ -84,10 +85,16 @@ def signature() -> Any:
 
 
 def log_ensemble(compiled_dir: Path, input_texts: list[str]) -> Any:
-    """Log the pyfunc model (inside an active run). Returns MLflow's ``ModelInfo``."""
+    """Log the pyfunc model (inside an active run). Returns MLflow's ``ModelInfo``.
+
+    The ensemble directory becomes a data-only bundle (``bundle.write_manifest``); the
+    ``MLmodel`` metadata names it, so bluegreen serves it without unpickling anything, while
+    plain ``mlflow.pyfunc.load_model`` still works for everyone else. The manifest's sha256 is
+    on ``ModelInfo.metadata`` for :func:`register` to record in the registry."""
     import mlflow
 
     pd = importlib.import_module("pandas")
+    manifest = bundle.write_manifest(compiled_dir)
 
     with runtime_package() as (pkg_dir, module), warnings.catch_warnings():
         # the type-hint based signature inference does not apply: we pass a signature
@@ -101,6 +108,11 @@ def log_ensemble(compiled_dir: Path, input_texts: list[str]) -> Any:
             pip_requirements=runtime_requirements(),
             signature=signature(),
             input_example=pd.DataFrame({"text": input_texts}),
+            metadata={
+                bundle.FORMAT_KEY: bundle.FORMAT,
+                bundle.BUNDLE_PATH_KEY: f"artifacts/{compiled_dir.name}",
+                bundle.MANIFEST_TAG: manifest,
+            },
         )
 
 

@@ -45,6 +45,8 @@ FORMAT_VERSION = 1
 _ARRAYS = "arrays.npz"
 _WORDS = "words.txt"
 _META = "meta.json"
+_PREPARED_META = "prepared.json"
+PREPARED_FORMAT = 1
 
 _log = logging.getLogger(__name__)
 
@@ -231,14 +233,12 @@ class CompiledEnsemble:
         l2: Sequence[bool],
         meta: dict[str, Any] | None = None,
     ) -> None:
-        self.extractor = Extractor(char_hashes, char_range, word_keys, word_n)
+        extractor = Extractor(char_hashes, char_range, word_keys, word_n)
         n_members = len(member_names)
-        n_feat = self.extractor.n_features
-        self.member_names = tuple(member_names)
+        n_feat = extractor.n_features
         n_classes = len(LABELS)
         idf = np.asarray(idf)
         weights = np.asarray(weights)
-        self.bias = np.asarray(bias, dtype=np.float64).reshape(n_classes)
         if idf.shape != (n_members, n_feat):
             raise ValueError(f"idf shape {idf.shape} != {(n_members, n_feat)}")
         if weights.shape != (n_members, n_feat, n_classes):
@@ -250,6 +250,33 @@ class CompiledEnsemble:
         packed = aligned_empty((n_feat, -(-width // 16) * 16), np.float32)
         packed[:, :n_members] = idf.T
         packed[:, n_members:width] = weights.transpose(1, 0, 2).reshape(n_feat, -1)
+        self._setup(
+            extractor=extractor, member_names=member_names, packed=packed, bias=bias,
+            binary=binary, sublinear=sublinear, l2=l2, meta=meta,
+        )  # fmt: skip
+        self.use_kernels(True)
+        if self._kernels is None:
+            _ = self.extractor.word_vocab  # the numpy path's dict: validated at load, not later
+
+    def _setup(
+        self,
+        *,
+        extractor: Extractor,
+        member_names: Sequence[str],
+        packed: Any,
+        bias: Any,
+        binary: Sequence[bool],
+        sublinear: Sequence[bool],
+        l2: Sequence[bool],
+        meta: dict[str, Any] | None,
+    ) -> None:
+        """Everything but the kernel tables, from the packed feature rows (built or mapped)."""
+        self.extractor = extractor
+        self.member_names = tuple(member_names)
+        n_members, n_classes = len(self.member_names), len(LABELS)
+        n_feat = extractor.n_features
+        width = n_members * (1 + n_classes)
+        self.bias = np.asarray(bias, dtype=np.float64).reshape(n_classes)
         self.packed = packed
         self.idf = packed[:, :n_members].T  # (M, V) view
         self.weights = (
@@ -265,9 +292,6 @@ class CompiledEnsemble:
         self._kernels: Any = None
         self._table_args: tuple[Any, ...] | None = None
         self._word_args: tuple[Any, ...] | None = None
-        self.use_kernels(True)
-        if self._kernels is None:
-            _ = self.extractor.word_vocab  # the numpy path's dict: validated at load, not later
 
     def _word_table(self, kernels: Any) -> tuple[Any, ...]:
         """Word n-gram keys as a hash table the kernel probes (it never builds the strings)."""
@@ -460,6 +484,85 @@ class CompiledEnsemble:
             l2=meta["l2"],
             meta=meta.get("extra", {}),
         )
+
+    # -- prepared (mapped) form -----------------------------------------------------------
+
+    def save_prepared(self, directory: str | Path) -> Path:
+        """Write the serving form: the packed rows and the kernels' hash tables as ``.npy``
+        files, ready to be memory-mapped by :meth:`map_prepared` with no parsing or building.
+
+        Made by the loader child from a verified bundle; every process on the host that maps
+        the same directory shares one copy in the page cache."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, Any] = {
+            "packed": self.packed,
+            "char_hashes": self.extractor.char_hashes,
+            "bias": self.bias,
+        }
+        shifts: dict[str, int] = {}
+        if self._table_args is not None and self._word_args is not None:
+            arrays["char_table"], char_shift = self._table_args
+            *_, arrays["word_table"], word_shift = self._word_args
+            shifts = {"char_shift": int(char_shift), "word_shift": int(word_shift)}
+        for name, array in arrays.items():
+            # np.save pads its header to 64 bytes and mmap starts on a page: mapped rows stay
+            # cache-line aligned, as the kernel's packed layout needs.
+            np.save(d / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+        (d / _WORDS).write_text(self.extractor.word_keys.joined, encoding="utf-8")
+        ex = self.extractor
+        meta = {
+            "prepared_format": PREPARED_FORMAT,
+            "char_range": list(ex.char_range),
+            "word_n": ex.word_n,
+            "n_word_keys": len(ex.word_keys),
+            "member_names": list(self.member_names),
+            "binary": [bool(b) for b in self.binary],
+            "sublinear": [bool(b) for b in self.sublinear],
+            "l2": [bool(b) for b in self.l2],
+            "extra": self.meta,
+            **shifts,
+        }
+        (d / _PREPARED_META).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        return d
+
+    @classmethod
+    def map_prepared(cls, directory: str | Path) -> CompiledEnsemble:
+        """The model over read-only memory maps of :meth:`save_prepared`'s files.
+
+        Costs the serving process milliseconds: no decompression, no table building, and
+        pages are read on first touch (most of them by the warm-up, off the GIL)."""
+        d = Path(directory)
+        meta = json.loads((d / _PREPARED_META).read_text(encoding="utf-8"))
+        if meta.get("prepared_format") != PREPARED_FORMAT:
+            raise ValueError(f"unsupported prepared format {meta.get('prepared_format')!r}")
+
+        def mapped(name: str) -> Any:
+            return np.load(d / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+
+        char_hashes = mapped("char_hashes")
+        words = WordKeys.from_file(d / _WORDS, int(meta["n_word_keys"]))
+        extractor = Extractor(
+            char_hashes, (meta["char_range"][0], meta["char_range"][1]), words, meta["word_n"],
+            check=False,
+        )  # fmt: skip
+        self = cls.__new__(cls)
+        self._setup(
+            extractor=extractor, member_names=meta["member_names"], packed=mapped("packed"),
+            bias=np.array(mapped("bias")), binary=meta["binary"], sublinear=meta["sublinear"],
+            l2=meta["l2"], meta=meta.get("extra", {}),
+        )  # fmt: skip
+        if "char_shift" in meta and (d / "char_table.npy").is_file():
+            self._table_args = (mapped("char_table"), np.uint64(meta["char_shift"]))
+            n_words = len(words)
+            self._word_args = (
+                _word_chars(), extractor.word_n if n_words else 0, len(char_hashes),
+                mapped("word_table"), np.uint64(meta["word_shift"]),
+            )  # fmt: skip
+        self.use_kernels(True)
+        if self._kernels is None:
+            _ = self.extractor.word_vocab
+        return self
 
 
 def _is_nan(v: Any) -> bool:

@@ -17,6 +17,7 @@ import itertools
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import overload
 
 import numpy as np
@@ -313,6 +314,11 @@ class HashTable:
         return res
 
 
+def _check_count(joined: str, count: int) -> None:
+    if (joined.count("\n") + 1 if joined or count else 0) != count:
+        raise ValueError(f"{count} word keys expected, the text holds another number")
+
+
 class WordKeys(Sequence[str]):
     """The word n-gram vocabulary, kept as one newline-joined string.
 
@@ -321,10 +327,26 @@ class WordKeys(Sequence[str]):
     every request served while a swap loads a model beside them."""
 
     def __init__(self, joined: str, count: int) -> None:
-        if (joined.count("\n") + 1 if joined or count else 0) != count:
-            raise ValueError(f"{count} word keys expected, the text holds another number")
+        _check_count(joined, count)
         self.joined = joined
         self._count = count
+        self._path: Path | None = None
+
+    @classmethod
+    def from_file(cls, path: Path, count: int) -> WordKeys:
+        """Keys read from ``path`` on first use: a mapped model served by the kernels never
+        reads them (reading 300k keys holds the GIL for ~10 ms, a stall during a swap)."""
+        keys = cls.__new__(cls)
+        keys._count = count
+        keys._path = path
+        return keys
+
+    @functools.cached_property
+    def joined(self) -> str:  # only reached for keys made by from_file
+        assert self._path is not None
+        text = self._path.read_text(encoding="utf-8")
+        _check_count(text, self._count)
+        return text
 
     @classmethod
     def of(cls, keys: Iterable[str]) -> WordKeys:
@@ -386,9 +408,11 @@ class Extractor:
         char_range: tuple[int, int],
         word_keys: Sequence[str],
         word_n: int,
+        *,
+        check: bool = True,
     ) -> None:
         hs = np.asarray(char_hashes, dtype=np.uint64)
-        if hs.size > 1 and not bool(np.all(hs[1:] > hs[:-1])):
+        if check and hs.size > 1 and not bool(np.all(hs[1:] > hs[:-1])):
             raise ValueError("char hashes must be sorted and unique")
         self.char_hashes = hs
         self.char_range = (int(char_range[0]), int(char_range[1]))

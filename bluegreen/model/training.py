@@ -16,6 +16,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from . import bundle
 from . import data as data_mod
 from .ensemble import StackerConfig, compile_ensemble, fit_stacker
 from .evaluate import (
@@ -486,6 +487,8 @@ def log_fit_output(
                 "test_binary_acc": f"{metrics['test_binary_acc']:.6f}",
                 "profile": profile,
                 "run_id": run_id,
+                # the anchor of the bundle's integrity: a loader compares the manifest with it
+                bundle.MANIFEST_TAG: str((info.metadata or {})[bundle.MANIFEST_TAG]),
             },
         )
         if alias is not None:

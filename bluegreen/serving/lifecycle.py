@@ -7,20 +7,21 @@ before the old one stops serving, and the old one is released only after its las
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
+import contextlib
 import enum
 import gc
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
 from bluegreen import metrics
+from bluegreen.heap import malloc_trim
 from bluegreen.logging import event
 from bluegreen.serving.canary import CanaryPolicy, Decision, judge
 from bluegreen.serving.model_handle import LoadedModel, ModelRef
@@ -29,8 +30,7 @@ from bluegreen.serving.slot import Slot, SlotState
 from bluegreen.serving.smoke import SmokeFailed, SmokeReport, run_smoke
 
 log = logging.getLogger("bluegreen.lifecycle")
-
-Loader = Callable[[ModelRef], LoadedModel]
+T = TypeVar("T")
 
 
 class Outcome(enum.StrEnum):
@@ -39,7 +39,10 @@ class Outcome(enum.StrEnum):
     REJECTED = "rejected"
     UNCHANGED = "unchanged"
     TRANSIENT = "transient"
-    """Load failed for a reason outside the version (registry/artifact store unreachable)."""
+    """Load failed for a reason outside the version (registry/artifact store unreachable, the
+    loader crashed, was killed or ran past its deadline): retried later, never rejected."""
+    SUPERSEDED = "superseded"
+    """A newer version was wanted while this one loaded: its load was abandoned."""
 
 
 @attrs.frozen
@@ -53,6 +56,65 @@ class DeployResult:
 
 class TransientLoadError(Exception):
     """Raised by a loader when the failure is the environment's, not the version's."""
+
+
+class LoadRefused(Exception):
+    """Raised by a loader when the version itself is bad: it is rejected at ``stage``
+    (``integrity``: its files do not match its manifest; ``untrusted``: it would run code we
+    are not allowed to run; ``load``: anything else about the version)."""
+
+    def __init__(self, stage: str, detail: str) -> None:
+        super().__init__(detail)
+        self.stage = stage
+
+
+class Loader(Protocol):
+    """Blocking; called in a thread of its own per load. ``abort`` (optional) may be called
+    from the event loop to end a load in progress, which then raises `TransientLoadError`."""
+
+    def __call__(self, ref: ModelRef, /) -> LoadedModel: ...
+
+
+def _in_fresh_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
+    """Run ``fn`` in a new daemon thread. A load that never returns (a pyfunc whose
+    ``load_context`` hangs) is abandoned with its thread; later loads never queue behind it."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return  # abandoned: a timeout or a newer version already moved on
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:  # handed to the awaiting coroutine
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting
+                loop.call_soon_threadsafe(settle, None, exc)
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=work, name="model-load", daemon=True).start()
+    return future
+
+
+class _Superseded(Exception):
+    def __init__(self, by: str) -> None:
+        super().__init__(by)
+        self.by = by
+
+
+class LagProbe(Protocol):
+    """Measures event-loop stalls between `open_window` and `close_window` (max, seconds)."""
+
+    def open_window(self) -> None: ...
+
+    def close_window(self) -> float | None: ...
 
 
 class Listener(Protocol):
@@ -76,17 +138,6 @@ class LifecycleConfig:
     canary_check_interval_s: float = 0.5
 
 
-def _malloc_trim() -> None:
-    """Return freed heap pages to the OS (glibc only); without it RSS never goes down."""
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return
-    try:
-        ctypes.CDLL(libc_name).malloc_trim(0)
-    except (OSError, AttributeError):  # musl/macOS: no malloc_trim
-        return
-
-
 class SlotManager:
     def __init__(
         self,
@@ -94,8 +145,14 @@ class SlotManager:
         loader: Loader,
         load_executor: Executor,
         listener: Listener | None = None,
+        lag_probe: LagProbe | None = None,
     ) -> None:
         self.config = config
+        self._lag_probe = lag_probe
+        self._loading: ModelRef | None = None
+        self._supersede = asyncio.Event()
+        self._superseded_by = ""
+        self._window_open = False
         self.router = Router()
         self.slots = (Slot("blue"), Slot("green"))
         self.previous: ModelRef | None = None
@@ -163,33 +220,43 @@ class SlotManager:
         slot.transition(SlotState.LOADING)
         event(log, "model.load.start", version=ref.version, slot=slot.name, uri=ref.uri)
         metrics.MODEL_LOAD_TOTAL.labels(self.config.model_name).inc()
-        loop = asyncio.get_running_loop()
+        self._open_swap_window()
         started = time.perf_counter()
         try:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
-            # lands in the same loop turn as the load finishing (shutdown would then proceed
-            # with a deploy).
-            async with asyncio.timeout(self.config.load_timeout_s):
-                model = await loop.run_in_executor(self._load_executor, self._loader, ref)
-        except TransientLoadError as exc:
+            model = await self._load(ref)
+        except _Superseded as exc:
             slot.transition(SlotState.EMPTY)
-            event(log, "model.load.transient", logging.WARNING, version=ref.version,
-                  slot=slot.name, error=str(exc))  # fmt: skip
-            return DeployResult(Outcome.TRANSIENT, ref.version, str(exc), "load")
-        except Exception as exc:
+            event(log, "model.load.superseded", logging.WARNING, version=ref.version,
+                  slot=slot.name, by=exc.by)  # fmt: skip
+            self._close_swap_window(ref.version, "superseded")
+            return DeployResult(Outcome.SUPERSEDED, ref.version, f"superseded by {exc.by}")
+        except (TransientLoadError, TimeoutError) as exc:
             slot.transition(SlotState.EMPTY)
             reason = (
-                f"{type(exc).__name__}: {exc}"
-                if not isinstance(exc, TimeoutError)
-                else (f"load exceeded {self.config.load_timeout_s}s")
+                f"load exceeded {self.config.load_timeout_s:g}s"
+                if isinstance(exc, TimeoutError)
+                else str(exc)
             )
-            return await self._reject(slot, ref, reason[:500], "load")
+            metrics.MODEL_LOAD_TRANSIENT.labels(self.config.model_name).inc()
+            event(log, "model.load.transient", logging.WARNING, version=ref.version,
+                  slot=slot.name, error=reason)  # fmt: skip
+            self._close_swap_window(ref.version, "transient")
+            return DeployResult(Outcome.TRANSIENT, ref.version, reason, "load")
+        except LoadRefused as exc:
+            slot.transition(SlotState.EMPTY)
+            self._close_swap_window(ref.version, "rejected")
+            return await self._reject(slot, ref, str(exc)[:500], exc.stage)
+        except Exception as exc:
+            slot.transition(SlotState.EMPTY)
+            self._close_swap_window(ref.version, "rejected")
+            return await self._reject(slot, ref, f"{type(exc).__name__}: {exc}"[:500], "load")
         load_s = time.perf_counter() - started
         metrics.MODEL_LOAD_DURATION.labels(self.config.model_name).observe(load_s)
         event(log, "model.load.end", version=ref.version, slot=slot.name,
               duration_s=round(load_s, 3), fast_path=model.fast_path)  # fmt: skip
 
         slot.transition(SlotState.SMOKE)
+        loop = asyncio.get_running_loop()
         try:
             report = await loop.run_in_executor(self._load_executor, self._smoke, model)
         except SmokeFailed as exc:
@@ -198,6 +265,7 @@ class SlotManager:
             # No gc.collect() here: a full collection holds the GIL for hundreds of ms with
             # mlflow's heap and stalls every request (measured: p99 x6 during rejections).
             self._trim_off_loop()
+            self._close_swap_window(ref.version, "rejected")
             return await self._reject(slot, ref, str(exc), "smoke")
         event(log, "model.smoke.passed", version=ref.version, slot=slot.name,
               golden_accuracy=report.golden_accuracy,
@@ -208,9 +276,78 @@ class SlotManager:
 
         if canary and self.canary_percent > 0 and self.live is not None:
             self._start_canary(slot)
+            self._close_swap_window(ref.version, "canary")
             return DeployResult(Outcome.CANARY, ref.version, f"canary at {self.canary_percent}%")
+        had_live = self.live is not None
         self._promote(slot, reason="smoke passed")
+        if not had_live:
+            self._close_swap_window(ref.version, "promoted")
+        # else: the window closes once the old version is drained and freed (_drain)
         return DeployResult(Outcome.PROMOTED, ref.version, "smoke passed")
+
+    async def _load(self, ref: ModelRef) -> LoadedModel:
+        """The loader in a fresh thread, until it answers, times out or is superseded."""
+        self._supersede = asyncio.Event()
+        self._loading = ref
+        load = _in_fresh_thread(lambda: self._loader(ref))
+        superseded = asyncio.ensure_future(self._supersede.wait())
+        waiters: set[asyncio.Future[Any]] = {load, superseded}
+        try:
+            done, _ = await asyncio.wait(
+                waiters,
+                timeout=self.config.load_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if load in done:
+                return load.result()
+            self._abort_loader()
+            if superseded in done:
+                raise _Superseded(self._superseded_by)
+            raise TimeoutError
+        except asyncio.CancelledError:
+            self._abort_loader()  # shutting down: the child must not outlive the load
+            raise
+        finally:
+            superseded.cancel()
+            self._loading = None
+            if not load.done():
+                load.cancel()  # abandoned; whatever it returns later is dropped
+
+    def _abort_loader(self) -> None:
+        abort = getattr(self._loader, "abort", None)
+        if callable(abort):
+            abort()
+
+    def cancel_load(self, wanted: int, why: str = "") -> bool:
+        """Abandon a load in progress unless it is of ``wanted``: a stuck or slow load must
+        never hold the next version back. True when a load was cancelled."""
+        loading = self._loading
+        if loading is None or loading.version == wanted:
+            return False
+        self._superseded_by = f"version {wanted}" + (f" ({why})" if why else "")
+        self._supersede.set()
+        return True
+
+    @property
+    def loading(self) -> ModelRef | None:
+        return self._loading
+
+    # --- swap windows: how long the event loop stalled while a version came in ------------
+    def _open_swap_window(self) -> None:
+        if self._lag_probe is not None and not self._window_open:
+            self._window_open = True
+            self._lag_probe.open_window()
+
+    def _close_swap_window(self, version: int | None, outcome: str) -> None:
+        if self._lag_probe is None or not self._window_open:
+            return  # e.g. the drain after a rollback: no version came in
+        self._window_open = False
+        max_lag = self._lag_probe.close_window()
+        if max_lag is None:
+            return
+        metrics.SWAP_LOOP_LAG_MAX.set(max_lag)
+        event(log, "swap.loop_lag", version=version, outcome=outcome,
+              max_lag_ms=round(max_lag * 1000, 3))  # fmt: skip
 
     def _smoke(self, model: LoadedModel) -> SmokeReport:
         return run_smoke(
@@ -232,7 +369,10 @@ class SlotManager:
     async def _reject(self, slot: Slot, ref: ModelRef, reason: str, stage: str) -> DeployResult:
         slot.last_failure = f"version {ref.version} {stage}: {reason}"
         self.last_failure = slot.last_failure
-        labels = {"load": "load_error", "smoke": "smoke_failed", "canary": "canary_rejected"}
+        labels = {
+            "load": "load_error", "prepare": "load_error", "integrity": "integrity",
+            "untrusted": "untrusted", "smoke": "smoke_failed", "canary": "canary_rejected",
+        }  # fmt: skip
         reason_label = labels.get(stage, stage)
         metrics.MODEL_LOAD_FAILURES.labels(self.config.model_name, reason_label).inc()
         metrics.MODEL_LAST_FAILURE_TIMESTAMP.labels(self.config.model_name).set(time.time())
@@ -264,9 +404,9 @@ class SlotManager:
     def _trim_off_loop(self) -> None:
         """malloc_trim in the load executor: ctypes drops the GIL, so requests keep flowing."""
         try:
-            self._load_executor.submit(_malloc_trim)
+            self._load_executor.submit(malloc_trim)
         except RuntimeError:  # executor already shut down (process stopping)
-            _malloc_trim()
+            malloc_trim()
 
     def _spawn_drain(self, slot: Slot, *, retain: bool) -> None:
         task = asyncio.get_running_loop().create_task(self._drain(slot, retain=retain))
@@ -284,11 +424,13 @@ class SlotManager:
         metrics.SLOT_DRAIN_DURATION.labels(slot.name).observe(waited)
         event(log, "slot.drained", version=slot.version, slot=slot.name,
               waited_s=round(waited, 4), still_in_flight=slot.inflight)  # fmt: skip
+        version = slot.version
         if retain:
             slot.transition(SlotState.RETAINED)
             event(log, "slot.retained", version=slot.version, slot=slot.name)
         else:
             self._free(slot)
+        self._close_swap_window(version, "drained")
 
     def _free(self, slot: Slot) -> bool:
         """Drop the slot's model and prove with a weakref that its memory is unreachable."""
@@ -301,12 +443,13 @@ class SlotManager:
         target = model.keepalive if model.keepalive is not None else model
         probe = weakref.ref(target)
         del model, target
-        # A full collection is needed for cycles: the model's own, and MLflow's per-download
-        # thread pools, whose threads only exit once the pool is collected. It is cheap
-        # because the app froze its start-up heap (`gc.freeze()` in app.py): only objects
-        # created since, mostly the old model, are traversed.
         started = time.perf_counter()
-        gc.collect()
+        if probe() is not None:
+            # Only cycles still hold it: a generic pyfunc's own, or MLflow's per-download
+            # thread pools. A mapped bundle is freed by reference counting alone, so its
+            # swap never pays for a collection. This one is cheap because the app froze its
+            # start-up heap (`gc.freeze()` in app.py): only objects created since are seen.
+            gc.collect()
         gc_ms = (time.perf_counter() - started) * 1000
         self._trim_off_loop()
         freed = probe() is None

@@ -26,6 +26,8 @@ class ModelRef:
     run_id: str | None = None
     smoke_set: tuple[tuple[str, str], ...] = ()
     """Version-specific (text, expected label) pairs, from the model's `smoke.tsv` artifact."""
+    manifest_sha256: str | None = None
+    """The bundle manifest's hash the registry recorded (tag): the anchor of its integrity."""
 
 
 PredictFn = Callable[[Sequence[str]], Any]
@@ -85,7 +87,9 @@ def wrap_pyfunc(ref: ModelRef, pyfunc_model: Any) -> LoadedModel:
 
 
 def load_from_registry(ref: ModelRef, scratch_dir: Path) -> LoadedModel:
-    """Download `ref.uri` into a private scratch directory, load it, then delete the files.
+    """The generic pyfunc path: download `ref.uri` into a private scratch directory, load it
+    with `mlflow.pyfunc.load_model` (which unpickles and imports code from the artifact: a
+    trust boundary, see `bluegreen.loading.loader`), then delete the files.
 
     MLflow's own `load_model("models:/...")` downloads into a temp dir that is never removed,
     which leaks disk on every swap; our models read their artifacts into memory in

@@ -152,6 +152,9 @@ class AppServer(Process):
                 "BLUEGREEN_REGISTRY_BACKOFF_BASE_S": "0.5",
                 "BLUEGREEN_REGISTRY_BACKOFF_MAX_S": "3",
                 "BLUEGREEN_BOOTSTRAP": "false",
+                # Most tests register the small third-party pyfunc models of
+                # tests/support/pyfunc_models.py, which only the generic path loads.
+                "BLUEGREEN_TRUST_MODEL_CODE": "true",
                 "PYTHONUNBUFFERED": "1",
             }
         )

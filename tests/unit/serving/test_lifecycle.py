@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bluegreen.serving.canary import CanaryPolicy
-from bluegreen.serving.lifecycle import Outcome, SlotManager, TransientLoadError
+from bluegreen.serving.lifecycle import LoadRefused, Outcome, SlotManager, TransientLoadError
 from bluegreen.serving.slot import Slot, SlotState
 from tests.fakes import BrokenModel, FakeLoader, RecordingListener, SwitchableModel
 from tests.unit.helpers import ManagerFactory, eventually, metric, ref
@@ -224,16 +224,63 @@ async def test_transient_load_error_is_not_a_rejection(
     assert all(s.state in (SlotState.LIVE, SlotState.EMPTY) for s in manager.slots)
 
 
-async def test_load_timeout_rejects(
-    make: ManagerFactory, loader: FakeLoader, listener: RecordingListener
+async def test_load_timeout_is_transient_and_aborts_the_loader(
+    make: ManagerFactory, loader: FakeLoader, listener: RecordingListener, name: str
 ) -> None:
     manager = make(load_timeout_s=0.05)
     loader.load_delay_s = 0.3
+    before = metric("bluegreen_model_load_transient_failures_total", model=name)
     result = await manager.deploy(ref(1))
-    assert result.outcome is Outcome.REJECTED
-    assert result.stage == "load"
+    assert result.outcome is Outcome.TRANSIENT
     assert "load exceeded 0.05s" in result.reason
+    assert listener.rejected == []  # a slow load says nothing about the version
+    assert loader.aborts == 1
     assert manager.live is None
+    assert manager.slots[0].state is SlotState.EMPTY
+    after = metric("bluegreen_model_load_transient_failures_total", model=name)
+    assert after == before + 1
+
+
+async def test_a_stuck_load_is_superseded_by_the_next_version(
+    make: ManagerFactory, loader: FakeLoader, listener: RecordingListener
+) -> None:
+    manager = make(load_timeout_s=30)
+    await manager.deploy(ref(1))
+    loader.hangs.add(2)
+    try:
+        stuck = asyncio.create_task(manager.deploy(ref(2)))
+        while manager.loading is None:
+            await asyncio.sleep(0.005)
+        assert not manager.cancel_load(2)  # the version being loaded is what is wanted
+        assert manager.cancel_load(3, "alias:production")
+        result = await asyncio.wait_for(stuck, 2)
+        assert result.outcome is Outcome.SUPERSEDED
+        assert "version 3" in result.reason
+        assert loader.aborts == 1
+        # the hung thread is abandoned: the next load runs in a thread of its own
+        third = await asyncio.wait_for(manager.deploy(ref(3)), 5)
+        assert third.outcome is Outcome.PROMOTED
+        assert manager.live is not None and manager.live.version == 3
+        assert listener.rejected == []
+    finally:
+        loader.unblock.set()
+
+
+@pytest.mark.parametrize("stage", ["integrity", "untrusted"])
+async def test_a_refused_load_is_rejected_at_its_stage(
+    make: ManagerFactory, loader: FakeLoader, listener: RecordingListener, name: str, stage: str
+) -> None:
+    manager = make()
+    await manager.deploy(ref(1))
+    loader.failures[2] = LoadRefused(stage, "arrays.npz does not match its sha256")
+    before = metric("bluegreen_model_load_failures_total", model=name, reason=stage)
+    result = await manager.deploy(ref(2))
+    assert result.outcome is Outcome.REJECTED
+    assert result.stage == stage
+    assert [(v, s) for v, _, s in listener.rejected] == [(2, stage)]
+    assert manager.live is not None and manager.live.version == 1
+    after = metric("bluegreen_model_load_failures_total", model=name, reason=stage)
+    assert after == before + 1
 
 
 @pytest.mark.parametrize("mode", ["raise", "nan", "wrong_shape", "swapped"])

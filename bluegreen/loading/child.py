@@ -1,0 +1,156 @@
+"""The loader child: ``python -m bluegreen.loading.child REQUEST_FD ANSWER_FD``.
+
+Spawned by `supervisor.LoaderChild`, never forked from the server, and kept alive between
+loads so that its imports (mlflow, numba) are paid once. For each request line (JSON) it
+downloads a version, verifies it, prepares it into the host's version cache and answers one
+JSON line. It runs at low CPU priority: on a small machine it competes with the server's
+requests for the cores. Whatever it does, the server can kill it at any moment; nothing it
+leaves half-done is ever used (entries are published by one rename, stages are swept).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bluegreen.heap import malloc_trim
+from bluegreen.loading.cache import VersionCache
+from bluegreen.logging import configure_logging, event
+
+log = logging.getLogger("bluegreen.loader")
+MLMODEL = "MLmodel"
+
+
+class Refused(Exception):
+    """The version itself is bad: answered with ``error`` = the kind (``integrity``...)."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+def _read_mlmodel(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        body = yaml.safe_load(path.read_text(encoding="utf-8"))  # data only, no YAML tags
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise Refused("integrity", f"{MLMODEL} is unreadable: {exc}") from None
+    return body if isinstance(body, dict) else {}
+
+
+def handle(request: dict[str, Any], cache: VersionCache) -> dict[str, Any]:
+    """Fetch → verify → prepare one version; the answer says where it lies, or why not."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    from bluegreen.model import bundle
+
+    version = int(request["version"])
+    expected = request.get("manifest_sha256") or None
+    repo: Any = get_artifact_repository(request["uri"])
+    with cache.stage(version) as stage:
+        (stage / "head").mkdir()
+        (stage / "src").mkdir()
+        mlmodel = Path(repo.download_artifacts(MLMODEL, str(stage / "head")))
+        metadata = _read_mlmodel(mlmodel).get("metadata") or {}
+        bundle_path = metadata.get(bundle.BUNDLE_PATH_KEY)
+        if metadata.get(bundle.FORMAT_KEY) != bundle.FORMAT or not isinstance(bundle_path, str):
+            if expected:
+                raise Refused(
+                    "integrity", f"the registry records a bundle, but {MLMODEL} names none"
+                )
+            return {"kind": "pyfunc"}
+        expected = expected or metadata.get(bundle.MANIFEST_TAG)
+        manifest = Path(
+            repo.download_artifacts(f"{bundle_path}/{bundle.MANIFEST}", str(stage / "head"))
+        )
+        try:
+            bundle.read_manifest(manifest, expected)
+        except bundle.IntegrityError as exc:
+            raise Refused("integrity", str(exc)) from None
+        entry = cache.entry(version, bundle.file_sha256(manifest))
+        with cache.preparing(version):
+            if not cache.is_ready(entry):
+                _prepare(
+                    repo, bundle_path, stage=stage, expected=expected, entry=entry, cache=cache
+                )
+        return {"kind": "bundle", "path": str(entry)}
+
+
+def _prepare(
+    repo: Any, bundle_path: str, *, stage: Path, expected: str | None, entry: Path,
+    cache: VersionCache,
+) -> None:  # fmt: skip
+    from bluegreen.model import bundle
+    from bluegreen.model.runtime import CompiledEnsemble
+
+    started = time.perf_counter()
+    source = Path(repo.download_artifacts(bundle_path, str(stage / "src")))
+    downloaded = time.perf_counter()
+    try:
+        bundle.verify(source, expected)
+    except bundle.IntegrityError as exc:
+        raise Refused("integrity", str(exc)) from None
+    verified = time.perf_counter()
+    try:
+        compiled = CompiledEnsemble.load(source)
+        compiled.save_prepared(stage / "prepared")
+    except (ValueError, KeyError, OSError) as exc:
+        raise Refused("prepare", f"{type(exc).__name__}: {exc}") from None
+    del compiled
+    cache.publish(stage / "prepared", entry)
+    # Map the published files once, as the server will: numba compiles (and caches on disk)
+    # the read-only-array variant of its kernels here, not in the server, and the pages are
+    # in the page cache when the server maps them.
+    CompiledEnsemble.map_prepared(entry)
+    event(log, "loader.prepared", path=entry.name,
+          download_s=round(downloaded - started, 3), verify_s=round(verified - downloaded, 3),
+          prepare_s=round(time.perf_counter() - verified, 3))  # fmt: skip
+
+
+def serve(request_fd: int, answer_fd: int, cache: VersionCache) -> None:
+    requests = os.fdopen(request_fd, "r", encoding="utf-8")
+    answers = os.fdopen(answer_fd, "w", encoding="utf-8")
+    for line in requests:
+        request = json.loads(line)
+        started = time.perf_counter()
+        try:
+            answer = handle(request, cache)
+        except Refused as exc:
+            answer = {"error": exc.kind, "detail": str(exc)[:1000]}
+        except Exception as exc:
+            answer = {"error": "fetch", "detail": f"{type(exc).__name__}: {str(exc)[:1000]}"}
+        answer["id"] = request.get("id")
+        answer["duration_s"] = round(time.perf_counter() - started, 3)
+        event(log, "loader.answer", version=request.get("version"), **{
+            k: v for k, v in answer.items() if k in {"kind", "error", "duration_s"}
+        })  # fmt: skip
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+        malloc_trim()  # the version's arrays are freed: give the pages back
+
+
+def main(argv: list[str]) -> int:
+    """``argv``: the request and answer pipe fds, then a JSON object of the parent's settings
+    (the child reads no environment of its own: the parent's typed settings are the one source).
+    """
+    request_fd, answer_fd = int(argv[1]), int(argv[2])
+    config = json.loads(argv[3])
+    configure_logging(config["log_level"])
+    if config["nice"]:
+        os.nice(config["nice"])
+    from bluegreen.registry import configure_mlflow_client_env
+
+    configure_mlflow_client_env(config["tracking_uri"])
+    event(log, "loader.started", nice=config["nice"])
+    serve(request_fd, answer_fd, VersionCache(Path(config["cache_dir"])))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

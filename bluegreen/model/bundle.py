@@ -1,0 +1,103 @@
+"""The data-only model format: a directory of arrays, vocabulary and metadata, and a manifest.
+
+``manifest.json`` lists the sha256 and size of every other file. Training writes it; a loader
+checks every file against it before reading any of them, and the sha256 of the manifest itself
+is recorded in the registry (model-version tag ``bluegreen.manifest_sha256``) and in the logged
+model's ``MLmodel`` metadata. Nothing in the directory is executed: the code that reads it is
+the server's own (``runtime.CompiledEnsemble``).
+
+Trust: a writer of the artifact store alone cannot change a version unnoticed (the manifest's
+hash sits in the registry); a writer of the registry can register any bundle, but a bundle
+holds only numbers and words, so it can make the model wrong, never run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+FORMAT = "bluegreen-ensemble-bundle/1"
+MANIFEST_TAG = "bluegreen.manifest_sha256"
+"""Registry model-version tag (and MLmodel metadata key) holding the manifest's sha256."""
+FORMAT_KEY = "bluegreen.format"
+BUNDLE_PATH_KEY = "bluegreen.bundle_path"
+"""MLmodel metadata: where the bundle lies inside the logged model directory."""
+
+_CHUNK = 1 << 20
+
+
+class IntegrityError(ValueError):
+    """A bundle's files do not match its manifest (tampered, truncated or missing)."""
+
+
+def file_sha256(path: Path) -> str:
+    # hashlib drops the GIL for large updates, so this never stalls a server's threads
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(directory: str | Path) -> str:
+    """Write ``manifest.json`` over every file in ``directory``; return the manifest's sha256."""
+    d = Path(directory)
+    files: dict[str, Any] = {}
+    for path in sorted(p for p in d.rglob("*") if p.is_file() and p.name != MANIFEST):
+        rel = path.relative_to(d).as_posix()
+        files[rel] = {"sha256": file_sha256(path), "size": path.stat().st_size}
+    body = json.dumps({"format": FORMAT, "files": files}, indent=1, sort_keys=True)
+    (d / MANIFEST).write_text(body + "\n", encoding="utf-8")
+    return hashlib.sha256((d / MANIFEST).read_bytes()).hexdigest()
+
+
+def manifest_sha256(directory: str | Path) -> str:
+    return file_sha256(Path(directory) / MANIFEST)
+
+
+def read_manifest(manifest: Path, expected_sha256: str | None = None) -> dict[str, Any]:
+    """Parse a manifest, first checking its own hash when the registry recorded one."""
+    try:
+        raw = manifest.read_bytes()
+    except OSError as exc:
+        raise IntegrityError(f"{MANIFEST} missing: {exc}") from None
+    actual = hashlib.sha256(raw).hexdigest()
+    if expected_sha256 and actual != expected_sha256:
+        raise IntegrityError(
+            f"{MANIFEST} sha256 {actual[:16]}… is not the registered {expected_sha256[:16]}…"
+        )
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise IntegrityError(f"{MANIFEST} is not JSON: {exc}") from None
+    if not isinstance(body, dict) or body.get("format") != FORMAT:
+        raise IntegrityError(f"{MANIFEST} is not a {FORMAT} manifest")
+    files = body.get("files")
+    if not isinstance(files, dict) or not files:
+        raise IntegrityError(f"{MANIFEST} lists no files")
+    return body
+
+
+def verify(directory: str | Path, expected_sha256: str | None = None) -> dict[str, Any]:
+    """Check every file the manifest lists (size, then sha256); return the manifest.
+
+    Paths are checked to stay inside ``directory``: a manifest naming ``../x`` is refused."""
+    d = Path(directory).resolve()
+    body = read_manifest(d / MANIFEST, expected_sha256)
+    for rel, entry in body["files"].items():
+        path = (d / rel).resolve()
+        if d not in path.parents or not isinstance(entry, dict):
+            raise IntegrityError(f"{MANIFEST} names a file outside the bundle: {rel!r}")
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            raise IntegrityError(f"{rel} is missing") from None
+        if size != entry.get("size"):
+            raise IntegrityError(f"{rel} is {size} bytes, the manifest says {entry.get('size')}")
+        if file_sha256(path) != entry.get("sha256"):
+            raise IntegrityError(f"{rel} does not match its sha256 in {MANIFEST}")
+    return body
