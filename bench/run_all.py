@@ -133,6 +133,29 @@ class ModelUnderTest:
             model_id = str(mv.source).removeprefix("models:/")  # a logged model (MLflow 3)
         self.source = (mv.source, mv.run_id, model_id)
         self.registry = registry
+        self.full_source: tuple[str, str | None, str | None] | None = None
+
+    def ensure_full_size(self) -> tuple[str, str | None, str | None]:
+        """The full-size stand-in (`bench/full_size.py`), registered once into the cached
+        registry under its own name; its source registers further versions cheaply."""
+        if self.full_source is not None:
+            return self.full_source
+        assert self.source is not None
+        assert self.kind == "ensemble"
+        from bench.full_size import register_full_size
+
+        name = f"{MODEL_NAME}-fullsize"
+        registry = TestRegistry(self.url, name)
+        latest = self._latest(registry, name)
+        if latest is None:
+            started = time.monotonic()
+            register_full_size(self.url, name, self.source[0])
+            latest = self._latest(registry, name)
+            log(f"registered the full-size stand-in in {time.monotonic() - started:.0f}s")
+        assert latest is not None
+        mv = registry.client.get_model_version(name, str(latest))
+        self.full_source = (mv.source, mv.run_id, getattr(mv, "model_id", None))
+        return self.full_source
 
     def _check_servable(self) -> None:
         """Load it the way the server does and score real texts (fast path included)."""
@@ -147,20 +170,23 @@ class ModelUnderTest:
         loaded.predict(texts(1))
 
     @staticmethod
-    def _latest(registry: TestRegistry) -> int | None:
+    def _latest(registry: TestRegistry, name: str = MODEL_NAME) -> int | None:
         try:
-            versions = registry.client.search_model_versions(f"name='{MODEL_NAME}'")
+            versions = registry.client.search_model_versions(f"name='{name}'")
         except Exception:  # no such model yet
             return None
         good = [int(v.version) for v in versions if "bluegreen.rejected" not in (v.tags or {})]
         return max(good) if good else None
 
-    def fresh_name(self, suffix: str) -> str:
+    def fresh_name(
+        self, suffix: str, source: tuple[str, str | None, str | None] | None = None
+    ) -> str:
         """A new registered model whose version 1 is the benchmarked model (cheap: no logging)."""
-        assert self.source is not None
+        source = source or self.source
+        assert source is not None
         name = f"{MODEL_NAME}-{suffix}-{int(time.time())}"
         reg = TestRegistry(self.url, name)
-        reg._create(self.source[0], self.source[1], "production", self.source[2])
+        reg._create(source[0], source[1], "production", source[2])
         return name
 
     @property
@@ -185,6 +211,7 @@ def bluegreen_app(
             "BLUEGREEN_MODEL_NAME": MODEL_NAME,
             "BLUEGREEN_ADMIN_TOKEN": TOKEN,
             "BLUEGREEN_LOG_LEVEL": "WARNING",
+            "BLUEGREEN_TRUST_MODEL_CODE": trust_code(model),
         },
     )
     try:
@@ -438,11 +465,16 @@ def summarize_stacks(raw: Path) -> dict[str, Any]:
 
 
 # --- 4: memory over swaps -----------------------------------------------------------------------
-def memory(out: Path, model: ModelUnderTest, swaps: int) -> dict[str, Any]:
-    name = model.fresh_name("mem")
+def memory(
+    out: Path, model: ModelUnderTest, swaps: int, *,
+    source: tuple[str, str | None, str | None] | None = None, label: str = "",
+) -> dict[str, Any]:  # fmt: skip
+    source = source or model.source
+    assert source is not None
+    name = model.fresh_name("mem" + label, source)
     checkpoints = sorted({c for c in (1, 10, 20, 50, 100, swaps) if c <= swaps})
     app = AppServer(
-        out / "app-memory",
+        out / f"app-memory{label}",
         model.url,
         workers=1,
         env={
@@ -450,10 +482,10 @@ def memory(out: Path, model: ModelUnderTest, swaps: int) -> dict[str, Any]:
             "BLUEGREEN_ADMIN_TOKEN": TOKEN,
             "BLUEGREEN_CONTROL_INTERVAL_S": "0",
             "BLUEGREEN_LOG_LEVEL": "INFO",
+            "BLUEGREEN_TRUST_MODEL_CODE": trust_code(model),
         },
     )
     registry = TestRegistry(model.url, name)
-    assert model.source is not None
     sample = texts(50)
     series: list[tuple[int, float]] = []
     at: dict[int, float] = {}
@@ -469,9 +501,7 @@ def memory(out: Path, model: ModelUnderTest, swaps: int) -> dict[str, Any]:
                 client.post("/predict", json={"text": text}).raise_for_status()
             series.append((0, proc.memory_info().rss / 2**20))
             for n in range(1, swaps + 1):
-                version = registry._create(
-                    model.source[0], model.source[1], "production", model.source[2]
-                )
+                version = registry._create(source[0], source[1], "production", source[2])
                 moved = time.perf_counter()  # _create moved the alias as its last call
                 result = client.post("/admin/reload", headers=ADMIN).json()
                 if result.get("version") != version:
@@ -492,7 +522,7 @@ def memory(out: Path, model: ModelUnderTest, swaps: int) -> dict[str, Any]:
     finally:
         app.stop()
     leaks = sum(1 for e in app.log_events() if e.get("event") == "model.free.leak")
-    png = out / "memory_over_swaps.png"
+    png = out / f"memory_over_swaps{label}.png"
     _plot_memory(series, png, model.kind)
     first = at.get(1) or series[1][1]
     last = at[max(at)]
@@ -509,6 +539,89 @@ def memory(out: Path, model: ModelUnderTest, swaps: int) -> dict[str, Any]:
         "seconds": round(time.monotonic() - started, 1),
         "png": str(png),
     }
+
+
+def trust_code(model: ModelUnderTest) -> str:
+    """The ensemble is served as a default server does (data only, no code trusted); only the
+    keyword fallback, a generic pyfunc, needs the generic path."""
+    return "false" if model.kind == "ensemble" else "true"
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size in bytes: shared pages count 1/N in each of their N mappers."""
+    with open(f"/proc/{pid}/smaps_rollup", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no Pss in /proc/{pid}/smaps_rollup")
+
+
+def _worker_pids(app: AppServer) -> list[int]:
+    return [p for p in app.worker_pids() if p != app.pid] if app.workers > 1 else [app.pid]
+
+
+def shared_memory(out: Path, model: ModelUnderTest) -> dict[str, Any]:
+    """What the full-size model costs 1 worker and 2 workers: the sum of the workers' PSS
+    with it loaded (and 2000 unseen reviews scored, so its pages are touched) minus the sum
+    for the same workers before any version existed. The loader child is not a worker and is
+    reported on its own."""
+    import psutil
+
+    from bluegreen.model import data
+
+    source = model.ensure_full_size()
+    reviews = data.read_dataset(data.default_data_dir() / data.SAMPLE_TEST_FILE).texts[:2000]
+    result: dict[str, Any] = {"reviews_scored": len(reviews)}
+    for workers in (1, 2):
+        name = f"{MODEL_NAME}-pss-w{workers}-{int(time.time())}"
+        registry = TestRegistry(model.url, name)
+        app = AppServer(
+            out / f"app-pss-w{workers}", model.url, workers=workers,
+            env={"BLUEGREEN_MODEL_NAME": name, "BLUEGREEN_TRUST_MODEL_CODE": "false",
+                 "BLUEGREEN_LOG_LEVEL": "INFO"},
+        )  # fmt: skip
+        try:
+            app.start(timeout=180, ready=False)
+            deadline = time.monotonic() + 60
+            while len(_worker_pids(app)) < workers and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(8)  # imports and the loader child's start settle
+            pids = _worker_pids(app)
+            before = sum(_pss(p) for p in pids)
+            version = registry._create(source[0], source[1], "production", source[2])
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                promoted = {
+                    e["pid"] for e in app.log_events()
+                    if e.get("event") == "model.promoted" and e.get("version") == version
+                }  # fmt: skip
+                if set(pids) <= promoted:
+                    break
+                time.sleep(0.2)
+            else:
+                raise RuntimeError(f"{workers} worker(s) did not all promote v{version}")
+            for _ in range(2 * workers):  # a fresh connection per pass reaches each worker
+                with httpx.Client(base_url=app.url, timeout=60) as client:
+                    for start in range(0, len(reviews), 64):
+                        batch = reviews[start : start + 64]
+                        client.post("/predict/batch", json={"texts": batch}).raise_for_status()
+            time.sleep(1)
+            after = sum(_pss(p) for p in pids)
+            children = [
+                c.pid for p in pids for c in psutil.Process(p).children()
+                if "bluegreen.loading.child" in " ".join(c.cmdline())
+            ]  # fmt: skip
+            result[f"w{workers}"] = {
+                "pss_mib_before": round(before / 2**20, 1),
+                "pss_mib_after": round(after / 2**20, 1),
+                "model_mib": round((after - before) / 2**20, 1),
+                "loader_children_pss_mib": round(sum(_pss(c) for c in children) / 2**20, 1),
+            }
+            log(f"  pss: {workers} worker(s) {result[f'w{workers}']}")
+        finally:
+            app.stop()
+    result["ratio_w2_vs_w1"] = round(result["w2"]["model_mib"] / result["w1"]["model_mib"], 3)
+    return result
 
 
 def _wait_freed(app: AppServer, swaps: int, timeout: float = 30) -> None:
@@ -712,32 +825,43 @@ def main(argv: list[str] | None = None) -> int:
         if "throughput" in parts:
             log("1, 2, 6. throughput (wrk)")
             results["throughput"] = throughput(out, model, duration, rounds)
+        full_size = model.kind == "ensemble"
         if "memory" in parts:
             log(f"4. memory over {swaps} swaps")
             results["memory"] = memory(out, model, swaps)
+            if full_size:
+                log("4. the full-size model: alias to first answer, and memory shared by workers")
+                results["memory_full"] = memory(
+                    out, model, max(3, swaps // 10), source=model.ensure_full_size(),
+                    label="-full",
+                )  # fmt: skip
+                results["shared_memory"] = shared_memory(out, model)
         if "swap" in parts:
             log("3. swap under load")
             from loadtests import swap_under_load
 
             profile = "short" if args.quick else "full"
-            swap_results = swap_under_load.run(
-                [1, 2],
-                profile,
-                out / "swap",
-                mlflow=model.server,
-                good_source=model.source if model.kind == "ensemble" else None,
-            )
-            results["swap"] = [
-                {
-                    "workers": r.workers,
-                    "checks": r.checks,
-                    "stats": r.stats,
-                    "png": r.png,
-                    "steps": r.steps,
-                    "profile": profile,
-                }
-                for r in swap_results
-            ]
+            sources = {"small": model.source if full_size else None}
+            if full_size:
+                sources["full-size"] = model.ensure_full_size()
+            results["swap"] = []
+            for label, source in sources.items():
+                swap_results = swap_under_load.run(
+                    [1, 2], profile, out / f"swap-{label}", mlflow=model.server,
+                    good_source=source,
+                )  # fmt: skip
+                results["swap"] += [
+                    {
+                        "model": label if full_size else "keyword",
+                        "workers": r.workers,
+                        "checks": r.checks,
+                        "stats": r.stats,
+                        "png": r.png,
+                        "steps": r.steps,
+                        "profile": profile,
+                    }
+                    for r in swap_results
+                ]
     finally:
         model.stop()
     (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))

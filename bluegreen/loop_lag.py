@@ -7,11 +7,17 @@ open, so the longest stall a swap causes is measured, not guessed.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from bluegreen import metrics
+from bluegreen.logging import event
+
+log = logging.getLogger("bluegreen.loop")
 
 IDLE_INTERVAL_S = 0.1
 FINE_INTERVAL_S = 0.002
+STALL_S = 0.005
+"""A stall this long during a swap is logged (DEBUG), to find what caused it."""
 
 
 class LoopLagProbe:
@@ -52,3 +58,5 @@ class LoopLagProbe:
             metrics.EVENT_LOOP_LAG.observe(lag)
             if self._windows and self._max is not None:
                 self._max = max(self._max, lag)
+                if lag >= STALL_S:
+                    event(log, "loop.stall", logging.DEBUG, lag_ms=round(lag * 1000, 2))

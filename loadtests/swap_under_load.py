@@ -239,6 +239,16 @@ class Scenario:
             15,
         )
 
+    def _register_bad(self, kind: str) -> int:
+        if self.good_source is not None:
+            # Bad versions of the served kind: an altered bundle (integrity) and one whose
+            # probabilities are NaN behind a consistent manifest (smoke)
+            how = "tamper" if kind == "corrupt" else "nan"
+            return self.registry.register_altered_bundle(self.good_source[0], how)
+        if kind == "corrupt":
+            return self.registry.register_corrupt()
+        return self.registry.register("nan")
+
     def _step(self, app: AppServer, kind: str) -> Step:
         p = self.profile
         started = time.time()
@@ -259,11 +269,7 @@ class Scenario:
                 step.outcome = "canary→promoted" if canaried else "promoted (no canary seen)"
                 self._set_canary(app, 0)
         else:
-            version = (
-                self.registry.register_corrupt()
-                if kind == "corrupt"
-                else self.registry.register("nan")
-            )
+            version = self._register_bad(kind)
             step = Step(kind, version, started)
             self._wait(
                 f"v{version} rejected", lambda: self._rejected(app, version), p.step_timeout_s
@@ -292,6 +298,9 @@ class Scenario:
                 "BLUEGREEN_CANARY_MIN_REQUESTS": "30",
                 "BLUEGREEN_CANARY_MIN_SECONDS": "2",
                 "BLUEGREEN_CANARY_MAX_SECONDS": "20",
+                # The ensemble is a data-only bundle: serve it as a default server would,
+                # trusting no code from the registry. The keyword model is a generic pyfunc.
+                "BLUEGREEN_TRUST_MODEL_CODE": "false" if self.good_source else "true",
             },
         )
         records_path = work / "requests.csv"
@@ -336,8 +345,9 @@ class Scenario:
                 locust_rc = locust.wait(5)
             sampler.stop()
             smoke_passed = {e["version"] for e in self._events(app, "model.smoke.passed")}
+            lags = self._events(app, "swap.loop_lag")
             return self._analyse(
-                t0, records_path, sampler.samples, final, smoke_passed, locust_rc, work
+                t0, records_path, sampler.samples, final, smoke_passed, locust_rc, work, lags
             )
         finally:
             if locust is not None and locust.poll() is None:
@@ -363,6 +373,7 @@ class Scenario:
         smoke_passed: set[int],
         locust_rc: int,
         work: Path,
+        lags: list[dict[str, Any]],
     ) -> Result:
         p = self.profile
         w = self.workers
@@ -427,6 +438,7 @@ class Scenario:
             "p99_ratio_swap_vs_steady": round(swap_p["p99_ms"] / steady_p["p99_ms"], 3),
             "p95_ratio_swap_vs_steady": round(swap_p["p95_ms"] / steady_p["p95_ms"], 3),
             "versions_seen": {str(k): v for k, v in sorted(versions_seen.items())},
+            "swap_loop_lag_ms": _loop_lag(lags, t0 + p.warmup_s),
             "good_versions": self.good,
             "bad_versions": self.bad,
             "final_live": sorted(final),
@@ -483,6 +495,24 @@ class Scenario:
             for t, pid, value in rss:
                 writer.writerow([round(t - t0, 2), pid, round(value / 2**20, 2)])
         shutil.copy(work / "requests.csv", out / f"requests_w{w}.csv")
+
+
+def _loop_lag(events: list[dict[str, Any]], after: float) -> dict[str, Any]:
+    """The longest event-loop stall of each swap (the app's `swap.loop_lag` events, measured
+    from load start until the old version was freed), over the swaps of the scenario."""
+    by_outcome: dict[str, list[float]] = {}
+    for e in events:
+        if float(e.get("ts", 0)) >= after:
+            by_outcome.setdefault(str(e["outcome"]), []).append(float(e["max_lag_ms"]))
+    every = [v for vs in by_outcome.values() for v in vs]
+    if not every:
+        return {"swaps": 0}
+    return {
+        "swaps": len(every),
+        "max": round(max(every), 2),
+        "median": round(sorted(every)[len(every) // 2], 2),
+        "max_by_outcome": {k: round(max(v), 2) for k, v in sorted(by_outcome.items())},
+    }
 
 
 def _locust_failures(path: Path) -> int:

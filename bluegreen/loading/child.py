@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from bluegreen.heap import malloc_trim
 from bluegreen.loading.cache import VersionCache
@@ -113,9 +113,9 @@ def _prepare(
           prepare_s=round(time.perf_counter() - verified, 3))  # fmt: skip
 
 
-def serve(request_fd: int, answer_fd: int, cache: VersionCache) -> None:
-    requests = os.fdopen(request_fd, "r", encoding="utf-8")
-    answers = os.fdopen(answer_fd, "w", encoding="utf-8")
+def serve(requests: TextIO, answers: TextIO, cache: VersionCache) -> None:
+    """Answer requests until the server closes the pipe (it stopped, or died: either way,
+    this process ends with it)."""
     for line in requests:
         request = json.loads(line)
         started = time.perf_counter()
@@ -136,11 +136,14 @@ def serve(request_fd: int, answer_fd: int, cache: VersionCache) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``argv``: the request and answer pipe fds, then a JSON object of the parent's settings
-    (the child reads no environment of its own: the parent's typed settings are the one source).
-    """
-    request_fd, answer_fd = int(argv[1]), int(argv[2])
-    config = json.loads(argv[3])
+    """``argv``: the request and answer pipe fds. The first line on the request pipe is the
+    parent's settings (the child reads no environment of its own: the typed settings of the
+    server are the one source)."""
+    requests = os.fdopen(int(argv[1]), "r", encoding="utf-8")
+    answers = os.fdopen(int(argv[2]), "w", encoding="utf-8")
+    config = json.loads(requests.readline() or "{}")
+    if not config:
+        return 0  # the server went away before it said anything
     configure_logging(config["log_level"])
     if config["nice"]:
         os.nice(config["nice"])
@@ -148,7 +151,7 @@ def main(argv: list[str]) -> int:
 
     configure_mlflow_client_env(config["tracking_uri"])
     event(log, "loader.started", nice=config["nice"])
-    serve(request_fd, answer_fd, VersionCache(Path(config["cache_dir"])))
+    serve(requests, answers, VersionCache(Path(config["cache_dir"])))
     return 0
 
 

@@ -43,9 +43,8 @@ class _Child:
     def __init__(self, config: ChildConfig) -> None:
         req_r, self._req_w = os.pipe()
         self._ans_r, ans_w = os.pipe()
-        payload = json.dumps({**attrs.asdict(config), "cache_dir": str(config.cache_dir)})
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "bluegreen.loading.child", str(req_r), str(ans_w), payload],
+            [sys.executable, "-m", "bluegreen.loading.child", str(req_r), str(ans_w)],
             pass_fds=(req_r, ans_w),
             stdin=subprocess.DEVNULL,
             # Its own session: a SIGINT to the server's terminal is the server's to handle,
@@ -56,6 +55,9 @@ class _Child:
         os.close(ans_w)
         self._buffer = b""
         self._closed = False
+        # The settings go down the pipe, not on the command line: a tracking URI may carry
+        # credentials, and any user on the host can read another process's argv.
+        self.send({**attrs.asdict(config), "cache_dir": str(config.cache_dir)})
 
     @property
     def pid(self) -> int:

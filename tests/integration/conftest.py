@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.models import TestRegistry
+from tests.support.models import EnsembleVersions, TestRegistry
 from tests.support.servers import AppServer, MlflowServer
 
 pytestmark = pytest.mark.integration
@@ -61,3 +61,22 @@ def start_app(tmp_path: Path, mlflow_server: MlflowServer, model_name: str) -> I
     yield start
     for app in started:
         app.stop()
+
+
+@pytest.fixture(scope="session")
+def ensemble_fit(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The small real ensemble, fitted once per session on a slice of the shipped sample."""
+    from bluegreen.model import data
+    from bluegreen.model.training import fit_and_evaluate
+
+    out = tmp_path_factory.mktemp("ensemble-fit")
+    src = data.default_data_dir()
+    return fit_and_evaluate(
+        (src / data.SAMPLE_TRAIN_FILE, src / data.SAMPLE_TEST_FILE), out,
+        sample=4000, test_sample=800, seed=1, profile="small",
+    )  # fmt: skip
+
+
+@pytest.fixture
+def ensembles(ensemble_fit: Any, mlflow_server: MlflowServer, model_name: str) -> EnsembleVersions:
+    return EnsembleVersions(ensemble_fit, mlflow_server.url, model_name)

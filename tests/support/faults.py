@@ -248,8 +248,8 @@ def proc_stats(pid: int) -> ProcStats:
 
 
 def live_worker_pids(parent: int) -> list[int]:
-    """uvicorn worker pids under `parent`, without zombies (a killed worker until it is reaped)
-    and without multiprocessing's resource tracker."""
+    """uvicorn worker pids under `parent`, without zombies (a killed worker until it is reaped),
+    multiprocessing's resource tracker or the workers' loader children."""
     import psutil
 
     pids = []
@@ -257,7 +257,8 @@ def live_worker_pids(parent: int) -> list[int]:
         with contextlib.suppress(psutil.Error):
             if child.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if "resource_tracker" in " ".join(child.cmdline()):
+            cmdline = " ".join(child.cmdline())
+            if "resource_tracker" in cmdline or "bluegreen.loading.child" in cmdline:
                 continue
             pids.append(child.pid)
     return pids

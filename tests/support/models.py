@@ -115,6 +115,44 @@ class TestRegistry:
         shutil.rmtree(sys_path_model.parent, ignore_errors=True)
         return self._create(source, run.info.run_id, alias)
 
+    def register_altered_bundle(
+        self, source: str, how: str, *, alias: str | None = "production"
+    ) -> int:
+        """A copy of the ensemble version at `source`, altered: ``tamper`` flips bytes of
+        ``arrays.npz`` after its manifest was written (an integrity failure); ``nan`` gives it
+        NaN probabilities behind a consistent manifest (it loads and fails smoke)."""
+        import mlflow
+        import numpy as np
+        import yaml
+
+        from bluegreen.model import bundle
+
+        with tempfile.TemporaryDirectory(prefix="altered-") as tmp:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp))
+            model_dir = next(p.parent for p in local.rglob("MLmodel"))
+            ensemble = next(p.parent for p in model_dir.rglob(bundle.MANIFEST))
+            arrays = ensemble / "arrays.npz"
+            if how == "tamper":
+                data = bytearray(arrays.read_bytes())
+                data[len(data) // 2] ^= 0xFF
+                arrays.write_bytes(bytes(data))
+            elif how == "nan":
+                with np.load(arrays) as z:
+                    parts = {k: z[k] for k in z.files}
+                parts["bias"] = np.full_like(parts["bias"], np.nan)
+                np.savez_compressed(arrays, **parts)
+                manifest = bundle.write_manifest(ensemble)
+                mlmodel = model_dir / "MLmodel"
+                spec = yaml.safe_load(mlmodel.read_text(encoding="utf-8"))
+                spec["metadata"][bundle.MANIFEST_TAG] = manifest
+                mlmodel.write_text(yaml.safe_dump(spec), encoding="utf-8")
+            else:
+                raise ValueError(how)
+            with mlflow.start_run() as run:
+                mlflow.log_artifacts(str(model_dir), "model")
+                new_source = f"{run.info.artifact_uri}/model"
+        return self._create(new_source, run.info.run_id, alias)
+
     def register_missing(self, *, alias: str | None = "production") -> int:
         """A version whose artifacts do not exist."""
         import mlflow
@@ -135,3 +173,38 @@ class _Quiet:
         import logging
 
         logging.getLogger("mlflow").setLevel(self._level)
+
+
+class EnsembleVersions:
+    """Versions of the real ensemble (a data-only bundle), each logged as its own artifact
+    copy, so a test may alter one version's files without touching any other."""
+
+    def __init__(self, fit: Any, tracking_uri: str, model_name: str) -> None:
+        self.fit = fit
+        self.tracking_uri = tracking_uri
+        self.model_name = model_name
+
+    def register(self, *, alias: str | None = "production") -> int:
+        from bluegreen.model.training import log_fit_output
+
+        result = log_fit_output(
+            self.fit, tracking_uri=self.tracking_uri, register=True,
+            model_name=self.model_name, alias=alias,
+        )  # fmt: skip
+        assert result.version is not None
+        return result.version
+
+    def bundle_files(self, version: int, artifacts_root: Path) -> list[Path]:
+        """The bundle's files of `version` as the server's artifact store holds them on disk
+        (`mlflow server --artifacts-destination artifacts_root`)."""
+        from mlflow import MlflowClient
+
+        client = MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
+        mv = client.get_model_version(self.model_name, str(version))
+        model_id = mv.model_id or str(mv.source).removeprefix("models:/")
+        location = str(client.get_logged_model(model_id).artifact_location)
+        relative = location.split("mlflow-artifacts:", 1)[1].lstrip("/")
+        bundle_dir = artifacts_root / relative / "artifacts" / "ensemble"
+        found = sorted(p for p in bundle_dir.iterdir() if p.is_file())
+        assert found, f"no bundle files of version {version} in {bundle_dir}"
+        return found

@@ -2,8 +2,9 @@
 loads them from the artifact, not from the test tree.
 
 Behaviour is chosen by `model_config`: mode good | raise | nan | swapped | slow |
-traffic_error | traffic_slow. The `traffic_*` modes pass smoke (they behave on the smoke texts
-listed in `safe_texts`) and misbehave on real traffic: the canary must catch them.
+traffic_error | traffic_slow, and `load_hang_s` makes `load_context` hang. The `traffic_*`
+modes pass smoke (they behave on the smoke texts listed in `safe_texts`) and misbehave on
+real traffic: the canary must catch them.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class KeywordSentiment(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
         self.delay_s = float(config.get("delay_s", 0.0))
         self.safe = frozenset(config.get("safe_texts", ()))
         self.ballast = np.ones(int(config.get("ballast_mb", 0)) * 131072)  # memory, for leaks
+        time.sleep(float(config.get("load_hang_s", 0.0)))  # a load_context that never returns
 
     def predict_texts(self, texts: Sequence[str]) -> np.ndarray:
         traffic = any(t not in self.safe for t in texts)

@@ -249,8 +249,7 @@ async def test_a_stuck_load_is_superseded_by_the_next_version(
     loader.hangs.add(2)
     try:
         stuck = asyncio.create_task(manager.deploy(ref(2)))
-        while manager.loading is None:
-            await asyncio.sleep(0.005)
+        await eventually(lambda: manager.loading is not None)
         assert not manager.cancel_load(2)  # the version being loaded is what is wanted
         assert manager.cancel_load(3, "alias:production")
         result = await asyncio.wait_for(stuck, 2)
@@ -260,7 +259,8 @@ async def test_a_stuck_load_is_superseded_by_the_next_version(
         # the hung thread is abandoned: the next load runs in a thread of its own
         third = await asyncio.wait_for(manager.deploy(ref(3)), 5)
         assert third.outcome is Outcome.PROMOTED
-        assert manager.live is not None and manager.live.version == 3
+        assert manager.live is not None
+        assert manager.live.version == 3
         assert listener.rejected == []
     finally:
         loader.unblock.set()
@@ -278,7 +278,8 @@ async def test_a_refused_load_is_rejected_at_its_stage(
     assert result.outcome is Outcome.REJECTED
     assert result.stage == stage
     assert [(v, s) for v, _, s in listener.rejected] == [(2, stage)]
-    assert manager.live is not None and manager.live.version == 1
+    assert manager.live is not None
+    assert manager.live.version == 1
     after = metric("bluegreen_model_load_failures_total", model=name, reason=stage)
     assert after == before + 1
 
