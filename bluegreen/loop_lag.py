@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from bluegreen import metrics
 from bluegreen.logging import event
@@ -43,10 +44,10 @@ class LoopLagProbe:
         return self._max
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
+        # perf_counter, not loop.time(): uvloop's clock has millisecond steps
         while True:
             interval = self._fine if self._windows else self._idle
-            started = loop.time()
+            started = time.perf_counter()
             self._wake.clear()
             try:
                 async with asyncio.timeout(interval):
@@ -54,7 +55,7 @@ class LoopLagProbe:
                 continue  # woken early: restart at the fine interval
             except TimeoutError:
                 pass
-            lag = max(0.0, loop.time() - started - interval)
+            lag = max(0.0, time.perf_counter() - started - interval)
             metrics.EVENT_LOOP_LAG.observe(lag)
             if self._windows and self._max is not None:
                 self._max = max(self._max, lag)
