@@ -125,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         allowed = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {args.core if args.core is not None else allowed[0]})
 
+    from bluegreen.model.runtime import CompiledEnsemble, EnsembleSentimentModel
+
     rows: list[tuple[str, str]] = []
     pyfunc_model: Any = None
     if args.model_uri:
@@ -153,8 +155,6 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(("load, fresh process, cold kernel cache", _cold_load(local)))
         pm = pyfunc_model.unwrap_python_model()
     else:
-        from bluegreen.model.runtime import CompiledEnsemble, EnsembleSentimentModel
-
         t0 = time.perf_counter()
         if args.ensemble_dir:
             compiled = CompiledEnsemble.load(args.ensemble_dir)
@@ -168,19 +168,39 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("features", f"{pm.compiled.n_features:,}"))
 
     texts = _texts(200 + max(args.single, args.batch_texts))
-    for t in texts[-200:]:
-        pm.predict_texts([t])  # warm-up on texts not measured below
-    paths = {"kernel": True, "numpy": False} if pm.compiled.compiled_kernels else {"numpy": False}
+    models = {"kernel": pm, "numpy": pm}
+    if pm.compiled.compiled_kernels:
+        # What the server serves: the same model prepared by the loader child and memory-mapped
+        # read-only (`CompiledEnsemble.map_prepared`), measured alternately with the others.
+        prepared = Path(tempfile.mkdtemp(prefix="bench-prepared-"))
+        pm.compiled.save_prepared(prepared)
+        t0 = time.perf_counter()
+        models["mapped"] = EnsembleSentimentModel(CompiledEnsemble.map_prepared(prepared))
+        rows.append(
+            (
+                "map the prepared arrays (server's swap path)",
+                f"{(time.perf_counter() - t0) * 1000:.1f} ms",
+            )
+        )
+    for model in models.values():
+        for t in texts[-200:]:
+            model.predict_texts([t])  # warm-up on texts not measured below
+    paths = (
+        {"kernel": True, "numpy": False, "mapped": True}
+        if pm.compiled.compiled_kernels
+        else {"numpy": False}
+    )
     single: dict[str, list[float]] = {p: [] for p in paths}
-    rounds = 4  # kernel and numpy alternate on fresh texts, so drift hits both alike
+    rounds = 4  # the paths alternate on fresh texts, so drift hits each alike
     chunk = max(args.single // rounds, 1)
     for r in range(rounds):
         for path, on in paths.items():
-            pm.compiled.use_kernels(on)
-            pm.clear_cache()
+            model = models[path]
+            model.compiled.use_kernels(on)
+            model.clear_cache()
             for t in texts[r * chunk : (r + 1) * chunk]:
                 t1 = time.perf_counter()
-                pm.predict_texts([t])
+                model.predict_texts([t])
                 single[path].append(time.perf_counter() - t1)
     pm.compiled.use_kernels(True)
     cached = []
@@ -194,18 +214,21 @@ def main(argv: list[str] | None = None) -> int:
     batch_time = dict.fromkeys(paths, 0.0)
     for i in range(0, len(batch_texts), args.batch):
         for path, on in paths.items():
-            pm.compiled.use_kernels(on)
+            models[path].compiled.use_kernels(on)
             t1 = time.perf_counter()
-            pm.predict_texts(batch_texts[i : i + args.batch])
+            models[path].predict_texts(batch_texts[i : i + args.batch])
             batch_time[path] += time.perf_counter() - t1
     pm.compiled.use_kernels(True)
 
     def by_path(fmt: str, values: dict[str, float], faster: str = "lower") -> str:
-        """``kernel X · numpy Y · ratio``, the ratio being how many times faster the kernel is."""
+        """``kernel X · numpy Y · mapped Z · ratios``: how many times faster the kernel is than
+        numpy, and the mapped model's speed relative to the in-memory one (1.00 = the same)."""
         shown = [f"{p} {fmt.format(v)}" for p, v in values.items()]
-        if len(values) == 2:
+        if "kernel" in values:
             ratio = values["numpy"] / values["kernel"]
-            shown.append(f"{ratio if faster == 'lower' else 1 / ratio:.1f}x")
+            shown.append(f"kernel/numpy {ratio if faster == 'lower' else 1 / ratio:.1f}x")
+            mapped = values["kernel"] / values["mapped"]
+            shown.append(f"mapped/in-memory {mapped if faster == 'lower' else 1 / mapped:.2f}x")
         return " · ".join(shown)
 
     rows += [

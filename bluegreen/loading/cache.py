@@ -29,7 +29,7 @@ import attrs
 READY = "READY"
 LEASE = ".lease"
 _STAGE_PREFIX = ".stage-"
-SWEEP_GRACE_S = 120.0
+SWEEP_GRACE_S = 30.0
 """An unleased entry younger than this survives a sweep: a sibling's loader may just have
 published it and its server not yet taken the lease."""
 

@@ -133,6 +133,11 @@ def serve(requests: TextIO, answers: TextIO, cache: VersionCache) -> None:
         answers.write(json.dumps(answer) + "\n")
         answers.flush()
         malloc_trim()  # the version's arrays are freed: give the pages back
+        # Versions no process maps any more go now, not at the next restart: a long-running
+        # fleet that swaps often would otherwise fill the state volume.
+        removed = cache.sweep()
+        if removed:
+            event(log, "cache.swept", removed=removed)
 
 
 def main(argv: list[str]) -> int:

@@ -38,7 +38,7 @@ def map_bundle(ref: ModelRef, entry: Path, cache: VersionCache) -> LoadedModel:
         lease.release()
         raise
     weakref.finalize(model, lease.release)
-    return LoadedModel(ref, model.predict_texts, None, True, keepalive=model)
+    return LoadedModel(ref, model.predict_texts, None, True, keepalive=model, collect_on_free=False)
 
 
 class VersionLoader:

@@ -440,15 +440,8 @@ class CompiledEnsemble:
         meta = {
             "format_version": FORMAT_VERSION,
             "labels": list(LABELS),
-            "char_range": list(ex.char_range),
-            "word_n": ex.word_n,
-            "n_word_keys": len(ex.word_keys),
-            "member_names": list(self.member_names),
-            "binary": [bool(b) for b in self.binary],
-            "sublinear": [bool(b) for b in self.sublinear],
-            "l2": [bool(b) for b in self.l2],
+            **self._shape_meta(),
             "n_features": self.n_features,
-            "extra": self.meta,
         }
         (d / _META).write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
         return d
@@ -485,6 +478,20 @@ class CompiledEnsemble:
             meta=meta.get("extra", {}),
         )
 
+    def _shape_meta(self) -> dict[str, Any]:
+        """What, besides the arrays, rebuilds the model: shared by both on-disk forms."""
+        ex = self.extractor
+        return {
+            "char_range": list(ex.char_range),
+            "word_n": ex.word_n,
+            "n_word_keys": len(ex.word_keys),
+            "member_names": list(self.member_names),
+            "binary": [bool(b) for b in self.binary],
+            "sublinear": [bool(b) for b in self.sublinear],
+            "l2": [bool(b) for b in self.l2],
+            "extra": self.meta,
+        }
+
     # -- prepared (mapped) form -----------------------------------------------------------
 
     def save_prepared(self, directory: str | Path) -> Path:
@@ -510,19 +517,7 @@ class CompiledEnsemble:
             # cache-line aligned, as the kernel's packed layout needs.
             np.save(d / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
         (d / _WORDS).write_text(self.extractor.word_keys.joined, encoding="utf-8")
-        ex = self.extractor
-        meta = {
-            "prepared_format": PREPARED_FORMAT,
-            "char_range": list(ex.char_range),
-            "word_n": ex.word_n,
-            "n_word_keys": len(ex.word_keys),
-            "member_names": list(self.member_names),
-            "binary": [bool(b) for b in self.binary],
-            "sublinear": [bool(b) for b in self.sublinear],
-            "l2": [bool(b) for b in self.l2],
-            "extra": self.meta,
-            **shifts,
-        }
+        meta = {"prepared_format": PREPARED_FORMAT, **self._shape_meta(), **shifts}
         (d / _PREPARED_META).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         return d
 

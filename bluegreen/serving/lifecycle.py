@@ -7,16 +7,14 @@ before the old one stops serving, and the old one is released only after its las
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import gc
 import logging
-import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import attrs
 
@@ -28,9 +26,9 @@ from bluegreen.serving.model_handle import LoadedModel, ModelRef
 from bluegreen.serving.router import Router, Snapshot
 from bluegreen.serving.slot import Slot, SlotState
 from bluegreen.serving.smoke import SmokeFailed, SmokeReport, run_smoke
+from bluegreen.threads import DaemonExecutor
 
 log = logging.getLogger("bluegreen.lifecycle")
-T = TypeVar("T")
 
 
 class Outcome(enum.StrEnum):
@@ -69,38 +67,10 @@ class LoadRefused(Exception):
 
 
 class Loader(Protocol):
-    """Blocking; called in a thread of its own per load. ``abort`` (optional) may be called
-    from the event loop to end a load in progress, which then raises `TransientLoadError`."""
+    """Blocking; called on the load thread. ``abort`` (optional) may be called from the event
+    loop to end a load in progress, which then raises `TransientLoadError`."""
 
     def __call__(self, ref: ModelRef, /) -> LoadedModel: ...
-
-
-def _in_fresh_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
-    """Run ``fn`` in a new daemon thread. A load that never returns (a pyfunc whose
-    ``load_context`` hangs) is abandoned with its thread; later loads never queue behind it."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: T | None, error: BaseException | None) -> None:
-        if future.done():
-            return  # abandoned: a timeout or a newer version already moved on
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
-
-    def work() -> None:
-        try:
-            result = fn()
-        except BaseException as exc:  # handed to the awaiting coroutine
-            with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting
-                loop.call_soon_threadsafe(settle, None, exc)
-            return
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, result, None)
-
-    threading.Thread(target=work, name="model-load", daemon=True).start()
-    return future
 
 
 class _Superseded(Exception):
@@ -153,6 +123,7 @@ class SlotManager:
         self._supersede = asyncio.Event()
         self._superseded_by = ""
         self._window_open = False
+        self._load_thread: DaemonExecutor | None = None
         self.router = Router()
         self.slots = (Slot("blue"), Slot("green"))
         self.previous: ModelRef | None = None
@@ -286,10 +257,12 @@ class SlotManager:
         return DeployResult(Outcome.PROMOTED, ref.version, "smoke passed")
 
     async def _load(self, ref: ModelRef) -> LoadedModel:
-        """The loader in a fresh thread, until it answers, times out or is superseded."""
+        """The loader on the load thread, until it answers, times out or is superseded."""
         self._supersede = asyncio.Event()
         self._loading = ref
-        load = _in_fresh_thread(lambda: self._loader(ref))
+        if self._load_thread is None:
+            self._load_thread = DaemonExecutor(1, "model-load")
+        load = asyncio.wrap_future(self._load_thread.submit(self._loader, ref))
         superseded = asyncio.ensure_future(self._supersede.wait())
         waiters: set[asyncio.Future[Any]] = {load, superseded}
         try:
@@ -311,7 +284,14 @@ class SlotManager:
             superseded.cancel()
             self._loading = None
             if not load.done():
-                load.cancel()  # abandoned; whatever it returns later is dropped
+                # Abandoned: a generic pyfunc's `load_context` may never return, and its thread
+                # with it. The next load gets a new thread instead of queueing behind it (one
+                # reused thread otherwise: each new thread would take a malloc arena of its own,
+                # and freed models' pages would pile up across them).
+                load.cancel()
+                if self._load_thread is not None:
+                    self._load_thread.shutdown(wait=False)
+                    self._load_thread = None
 
     def _abort_loader(self) -> None:
         abort = getattr(self._loader, "abort", None)
@@ -440,15 +420,17 @@ class SlotManager:
         if model is None:
             return True
         version = model.ref.version
+        collect = model.collect_on_free
         target = model.keepalive if model.keepalive is not None else model
         probe = weakref.ref(target)
         del model, target
         started = time.perf_counter()
-        if probe() is not None:
-            # Only cycles still hold it: a generic pyfunc's own, or MLflow's per-download
-            # thread pools. A mapped bundle is freed by reference counting alone, so its
-            # swap never pays for a collection. This one is cheap because the app froze its
-            # start-up heap (`gc.freeze()` in app.py): only objects created since are seen.
+        if collect or probe() is not None:
+            # For cycles: a generic pyfunc's own, and MLflow's per-download thread pools,
+            # whose threads only exit once the pool is collected. A mapped bundle is freed by
+            # reference counting alone, so its swap never pays for a collection. This one is
+            # cheap because the app froze its start-up heap (`gc.freeze()` in app.py): only
+            # objects created since are traversed.
             gc.collect()
         gc_ms = (time.perf_counter() - started) * 1000
         self._trim_off_loop()
@@ -568,6 +550,8 @@ class SlotManager:
 
     async def close(self) -> None:
         self._stop_canary_task()
+        if self._load_thread is not None:
+            self._load_thread.shutdown(wait=False, cancel_futures=True)
         drains = list(self._drains.values())
         if drains:
             await asyncio.wait(drains, timeout=self.config.drain_timeout_s)

@@ -44,6 +44,9 @@ class LoadedModel:
     fast_path: bool
     keepalive: object = None
     """The object that owns the model's memory; freeing drops it and a weakref proves it."""
+    collect_on_free: bool = True
+    """Run `gc.collect()` after freeing: a generic pyfunc's load leaves cycles behind (MLflow's
+    per-download thread pools), a mapped bundle only reference-counted arrays."""
 
     def predict(self, texts: Sequence[str]) -> NDArray[np.float64]:
         raw = self._predict_fn(texts)
