@@ -126,12 +126,8 @@ class ModelUnderTest:
             latest = self._latest(registry)
             log(f"registered {self.kind} model in {time.monotonic() - started:.0f}s")
         assert latest is not None
-        mv = registry.client.get_model_version(MODEL_NAME, str(latest))
         self.version = latest
-        model_id = getattr(mv, "model_id", None)
-        if not model_id and str(mv.source).startswith("models:/m-"):
-            model_id = str(mv.source).removeprefix("models:/")  # a logged model (MLflow 3)
-        self.source = (mv.source, mv.run_id, model_id)
+        self.source = _source_of(registry, MODEL_NAME, latest)
         self.registry = registry
         self.full_source: tuple[str, str | None, str | None] | None = None
 
@@ -153,8 +149,7 @@ class ModelUnderTest:
             latest = self._latest(registry, name)
             log(f"registered the full-size stand-in in {time.monotonic() - started:.0f}s")
         assert latest is not None
-        mv = registry.client.get_model_version(name, str(latest))
-        self.full_source = (mv.source, mv.run_id, getattr(mv, "model_id", None))
+        self.full_source = _source_of(registry, name, latest)
         return self.full_source
 
     def _check_servable(self) -> None:
@@ -197,6 +192,17 @@ class ModelUnderTest:
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
+
+
+def _source_of(
+    registry: TestRegistry, name: str, version: int
+) -> tuple[str, str | None, str | None]:
+    """(source, run_id, model_id) to register further versions of the same artifacts."""
+    mv = registry.client.get_model_version(name, str(version))
+    model_id = getattr(mv, "model_id", None)
+    if not model_id and str(mv.source).startswith("models:/m-"):
+        model_id = str(mv.source).removeprefix("models:/")  # a logged model (MLflow 3)
+    return (mv.source, mv.run_id, model_id)
 
 
 @contextlib.contextmanager

@@ -111,6 +111,9 @@ class Settings:
     who can write the registry and the artifact store may run code on the servers."""
     loader_nice: int = attrs.field(default=10, validator=_nice)
     """CPU niceness of the loader child, so a load yields the cores to requests."""
+    loader_idle_exit_s: float = attrs.field(default=600.0, validator=_non_negative)
+    """An idle loader child exits after this long and gives its memory back; the next load
+    spawns a new one (its imports take seconds). 0 keeps it for the life of the worker."""
 
     bootstrap: bool | None = None
     """Train and register a small default model when the registry is empty. None means: only

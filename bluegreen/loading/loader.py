@@ -41,6 +41,23 @@ def map_bundle(ref: ModelRef, entry: Path, cache: VersionCache) -> LoadedModel:
     return LoadedModel(ref, model.predict_texts, None, True, keepalive=model, collect_on_free=False)
 
 
+def warm_mapped_kernels(scratch_root: Path) -> None:
+    import tempfile
+
+    import numpy as np
+
+    from bluegreen.model.runtime import CompiledEnsemble
+
+    tiny = CompiledEnsemble(
+        char_hashes=np.array([1, 2], dtype=np.uint64), char_range=(1, 2), word_keys=["준비"],
+        word_n=1, member_names=["m"], idf=np.ones((1, 3)), weights=np.zeros((1, 3, 3)),
+        bias=np.zeros(3), binary=[False], sublinear=[True], l2=[True],
+    )  # fmt: skip
+    scratch_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".warm-", dir=scratch_root) as tmp:
+        CompiledEnsemble.map_prepared(tiny.save_prepared(Path(tmp)))
+
+
 class VersionLoader:
     """Blocking; the manager runs each call in a thread of its own."""
 
@@ -54,6 +71,7 @@ class VersionLoader:
                 cache_dir=settings.cache_dir,
                 nice=settings.loader_nice,
                 log_level=settings.log_level,
+                idle_exit_s=settings.loader_idle_exit_s,
             )
         )
 
@@ -106,7 +124,11 @@ class VersionLoader:
         self.child.abort()
 
     def start(self) -> None:
+        """Spawn the child, then warm this process's kernels on a tiny mapped model: compiling
+        (or reading numba's cache for) the read-only-array kernels holds the GIL for a few
+        hundred ms, which belongs to start-up, not to the first swap beside live traffic."""
         self.child.start()
+        warm_mapped_kernels(self.cache.root)
 
     def close(self) -> None:
         self.child.close()

@@ -37,6 +37,7 @@ class ChildConfig:
     cache_dir: Path
     nice: int = 10
     log_level: str = "INFO"
+    idle_exit_s: float = 600.0
 
 
 class _Child:
@@ -95,6 +96,10 @@ class _Child:
                 os.close(fd)
 
 
+class _IdleExit(Exception):
+    """The child exited on its own (idle) before it read the request."""
+
+
 class LoaderChild:
     """Thread-safe: `prepare` from a load thread, `abort` from anywhere."""
 
@@ -130,29 +135,41 @@ class LoaderChild:
         deadline = time.monotonic() + timeout_s
         with self._lock:
             self._aborted.clear()
-            child = self._ensure()
-            request_id = next(self._ids)
             try:
-                child.send({**request, "id": request_id})
-                while True:
-                    answer = child.receive(deadline)
-                    if answer is None:
-                        self._kill(child, "deadline")
-                        raise TransientLoadError(
-                            f"load exceeded {timeout_s:g}s; loader child killed"
-                        )
-                    if answer.get("id") == request_id:
-                        return answer
-            except (EOFError, BrokenPipeError, OSError) as exc:
-                code = child.proc.poll()
-                self._kill(child, "aborted" if self._aborted.is_set() else "crashed")
-                why = "aborted" if self._aborted.is_set() else f"crashed (exit {code})"
-                raise TransientLoadError(f"loader child {why}: {type(exc).__name__}") from exc
+                return self._ask(self._ensure(), request, deadline, timeout_s)
+            except _IdleExit:
+                # It ended for being idle just as the request arrived: a new one answers.
+                return self._ask(self._ensure(), request, deadline, timeout_s)
 
-    def _kill(self, child: _Child, why: str) -> None:
-        child.kill()
+    def _ask(
+        self, child: _Child, request: dict[str, Any], deadline: float, timeout_s: float
+    ) -> dict[str, Any]:
+        request_id = next(self._ids)
+        try:
+            child.send({**request, "id": request_id})
+            while True:
+                answer = child.receive(deadline)
+                if answer is None:
+                    self._kill(child, "deadline")
+                    raise TransientLoadError(f"load exceeded {timeout_s:g}s; loader child killed")
+                if answer.get("id") == request_id:
+                    return answer
+        except (EOFError, BrokenPipeError, OSError) as exc:
+            code = child.proc.wait()
+            if code == 0 and not self._aborted.is_set():
+                self._forget(child)
+                raise _IdleExit from exc
+            self._kill(child, "aborted" if self._aborted.is_set() else "crashed")
+            why = "aborted" if self._aborted.is_set() else f"crashed (exit {code})"
+            raise TransientLoadError(f"loader child {why}: {type(exc).__name__}") from exc
+
+    def _forget(self, child: _Child) -> None:
+        child.kill()  # already exited: reaps it and closes the pipes
         if self._child is child:
             self._child = None
+
+    def _kill(self, child: _Child, why: str) -> None:
+        self._forget(child)
         event(log, "loader.killed", logging.WARNING, loader_pid=child.pid, why=why,
               returncode=child.proc.returncode)  # fmt: skip
 

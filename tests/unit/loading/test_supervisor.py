@@ -1,0 +1,165 @@
+"""The loader child as the server drives it: a real spawned `bluegreen.loading.child` process,
+real pipes and a real local artifact store (``file://``), so nothing here is faked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from bluegreen.loading.supervisor import ChildConfig, LoaderChild
+from bluegreen.model import bundle
+from bluegreen.model.runtime import CompiledEnsemble
+from bluegreen.serving.lifecycle import TransientLoadError
+
+
+def _model_dir(root: Path, *, as_bundle: bool = True) -> tuple[Path, str]:
+    """An MLflow model directory holding a tiny bundle, as `registry_io.log_ensemble` lays
+    it out (``MLmodel`` metadata naming ``artifacts/ensemble``)."""
+    tiny = CompiledEnsemble(
+        char_hashes=np.array([1, 2], dtype=np.uint64), char_range=(1, 2), word_keys=["준비"],
+        word_n=1, member_names=["m"], idf=np.ones((1, 3)), weights=np.zeros((1, 3, 3)),
+        bias=np.array([0.1, 0.2, 0.3]), binary=[False], sublinear=[True], l2=[True],
+    )  # fmt: skip
+    model = root / "model"
+    sha = bundle.write_manifest(tiny.save(model / "artifacts" / "ensemble"))
+    metadata = {
+        bundle.FORMAT_KEY: bundle.FORMAT, bundle.BUNDLE_PATH_KEY: "artifacts/ensemble",
+        bundle.MANIFEST_TAG: sha,
+    }  # fmt: skip
+    spec = {"flavors": {"python_function": {}}, "metadata": metadata if as_bundle else None}
+    (model / "MLmodel").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return model, sha
+
+
+@pytest.fixture
+def child(tmp_path: Path):  # type: ignore[no-untyped-def]
+    loader = LoaderChild(
+        ChildConfig(
+            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+            cache_dir=tmp_path / "cache",
+            nice=0,
+            idle_exit_s=0,
+        )
+    )
+    yield loader
+    loader.close()
+
+
+def _request(model: Path, version: int = 1, sha: str | None = None) -> dict[str, object]:
+    return {"version": version, "uri": model.as_uri(), "manifest_sha256": sha}
+
+
+def test_a_bundle_is_verified_prepared_and_published(child: LoaderChild, tmp_path: Path) -> None:
+    model, sha = _model_dir(tmp_path)
+    answer = child.prepare(_request(model, 3, sha), timeout_s=120)
+    assert answer["kind"] == "bundle"
+    entry = Path(str(answer["path"]))
+    assert entry.name == f"v3-{sha[:16]}"
+    assert (entry / "READY").is_file()
+    mapped = CompiledEnsemble.map_prepared(entry)
+    np.testing.assert_allclose(mapped.bias, [0.1, 0.2, 0.3])
+    assert [p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith(".stage")] == []
+
+
+def test_an_altered_file_is_answered_as_integrity(child: LoaderChild, tmp_path: Path) -> None:
+    model, sha = _model_dir(tmp_path)
+    (model / "artifacts" / "ensemble" / "words.txt").write_text("x", encoding="utf-8")
+    answer = child.prepare(_request(model, 1, sha), timeout_s=120)
+    assert answer["error"] == "integrity"
+    assert "words.txt" in str(answer["detail"])
+
+
+def test_a_registry_hash_that_does_not_match_is_integrity(
+    child: LoaderChild, tmp_path: Path
+) -> None:
+    model, _ = _model_dir(tmp_path)
+    answer = child.prepare(_request(model, 1, "0" * 64), timeout_s=120)
+    assert answer["error"] == "integrity"
+
+
+def test_a_model_without_a_bundle_is_a_pyfunc(child: LoaderChild, tmp_path: Path) -> None:
+    model, _ = _model_dir(tmp_path, as_bundle=False)
+    assert child.prepare(_request(model), timeout_s=120) == {
+        "kind": "pyfunc", "id": 1, "duration_s": pytest.approx(0, abs=60),
+    }  # fmt: skip
+
+
+def test_past_the_deadline_the_child_is_killed_and_the_load_is_transient(
+    child: LoaderChild, tmp_path: Path
+) -> None:
+    model, _ = _model_dir(tmp_path)
+    child.start()
+    pid = child.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # a load that never answers
+    with pytest.raises(TransientLoadError, match="exceeded 1s"):
+        child.prepare(_request(model), timeout_s=1)
+    assert child.pid is None
+    assert child.prepare(_request(model), timeout_s=120)["kind"] == "bundle"  # a new child
+    assert child.pid != pid
+
+
+def test_abort_ends_a_load_in_progress(child: LoaderChild, tmp_path: Path) -> None:
+    model, _ = _model_dir(tmp_path)
+    child.start()
+    assert child.pid is not None
+    os.kill(child.pid, signal.SIGSTOP)
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            child.prepare(_request(model), timeout_s=120)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    time.sleep(0.3)
+    child.abort()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(errors) == 1
+    assert isinstance(errors[0], TransientLoadError)
+    assert "aborted" in str(errors[0])
+
+
+def test_an_idle_child_exits_and_the_next_load_spawns_another(tmp_path: Path) -> None:
+    model, _ = _model_dir(tmp_path)
+    loader = LoaderChild(
+        ChildConfig(
+            tracking_uri=f"sqlite:///{tmp_path / 'db'}",
+            cache_dir=tmp_path / "c",
+            nice=0,
+            idle_exit_s=0.5,
+        )
+    )
+    try:
+        assert loader.prepare(_request(model), timeout_s=120)["kind"] == "bundle"
+        first = loader.pid
+        deadline = time.monotonic() + 30
+        while loader.pid is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert loader.pid is None, "the idle child should have exited"
+        shutil.rmtree(tmp_path / "c")
+        assert loader.prepare(_request(model, 2), timeout_s=120)["kind"] == "bundle"
+        assert loader.pid not in (None, first)
+    finally:
+        loader.close()
+
+
+def test_the_settings_travel_down_the_pipe_not_the_command_line(
+    child: LoaderChild, tmp_path: Path
+) -> None:
+    child.start()
+    assert child.pid is not None
+    with open(f"/proc/{child.pid}/cmdline", "rb") as f:
+        argv = f.read().split(b"\0")
+    assert not any(b"sqlite" in a or b"tracking_uri" in a for a in argv)
