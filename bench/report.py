@@ -336,8 +336,11 @@ def _model_section(mc: dict[str, Any]) -> list[str]:
         "## 5. Model costs",
         "",
         f"Model: {mc['kind']}; fast path (pandas-free `predict_texts`): {mc.get('fast_path')}. "
-        "Measured in-process through `bluegreen.serving.model_handle.load_from_registry`, "
-        "the server's own loader, so it includes the output-contract check.",
+        "Measured in-process through `bluegreen.serving.model_handle.load_from_registry` (the "
+        "generic pyfunc path, `mlflow.pyfunc.load_model`), with the output-contract check. The "
+        "server serves bundles another way: the loader child prepares them and the worker maps "
+        "them (what that costs a swap is in sections 3 and 4, and `bench/model_bench.py` below "
+        "times the mapped model beside the in-memory one).",
         "",
         "| artifact size | load (median of 3) | single text p50 / p99 | batched per text (8 / 64) "
         "| one 2000-char text |",

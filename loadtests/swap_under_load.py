@@ -188,6 +188,7 @@ class Scenario:
         self.steps: list[Step] = []
         self.good: list[int] = []
         self.bad: list[int] = []
+        self._bad_sources: dict[str, tuple[str, str]] = {}
 
     def _register_good(self) -> int:
         if self.good_source is None:
@@ -239,12 +240,22 @@ class Scenario:
             15,
         )
 
+    def _prepare_bad(self) -> None:
+        """Log the altered bundles before the load starts: fabricating one (download, edit,
+        upload) is the benchmark's own work, and inside a swap window it would be counted as
+        the server's."""
+        if self.good_source is None:
+            return
+        for kind in sorted({k for k in self.profile.steps if k in {"corrupt", "contract"}}):
+            how = "tamper" if kind == "corrupt" else "nan"
+            self._bad_sources[kind] = self.registry.log_altered_bundle(self.good_source[0], how)
+
     def _register_bad(self, kind: str) -> int:
         if self.good_source is not None:
             # Bad versions of the served kind: an altered bundle (integrity) and one whose
             # probabilities are NaN behind a consistent manifest (smoke)
-            how = "tamper" if kind == "corrupt" else "nan"
-            return self.registry.register_altered_bundle(self.good_source[0], how)
+            source, run_id = self._bad_sources[kind]
+            return self.registry._create(source, run_id, "production")
         if kind == "corrupt":
             return self.registry.register_corrupt()
         return self.registry.register("nan")
@@ -284,6 +295,7 @@ class Scenario:
         w = self.workers
         work = self.out / f"w{w}"
         work.mkdir(parents=True, exist_ok=True)
+        self._prepare_bad()
         v1 = self._register_good()
         self.good.append(v1)
         app = AppServer(

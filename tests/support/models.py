@@ -118,9 +118,15 @@ class TestRegistry:
     def register_altered_bundle(
         self, source: str, how: str, *, alias: str | None = "production"
     ) -> int:
-        """A copy of the ensemble version at `source`, altered: ``tamper`` flips bytes of
-        ``arrays.npz`` after its manifest was written (an integrity failure); ``nan`` gives it
-        NaN probabilities behind a consistent manifest (it loads and fails smoke)."""
+        """Register (and point `alias` at) an altered copy of the ensemble at `source`."""
+        new_source, run_id = self.log_altered_bundle(source, how)
+        return self._create(new_source, run_id, alias)
+
+    def log_altered_bundle(self, source: str, how: str) -> tuple[str, str]:
+        """Log an altered copy of the ensemble version at `source`; return (source, run_id)
+        for `_create`. ``tamper`` flips bytes of ``arrays.npz`` after its manifest was written
+        (an integrity failure); ``nan`` gives it NaN probabilities behind a consistent manifest
+        (it loads and fails smoke)."""
         import mlflow
         import numpy as np
         import yaml
@@ -150,8 +156,7 @@ class TestRegistry:
                 raise ValueError(how)
             with mlflow.start_run() as run:
                 mlflow.log_artifacts(str(model_dir), "model")
-                new_source = f"{run.info.artifact_uri}/model"
-        return self._create(new_source, run.info.run_id, alias)
+                return f"{run.info.artifact_uri}/model", run.info.run_id
 
     def register_missing(self, *, alias: str | None = "production") -> int:
         """A version whose artifacts do not exist."""
