@@ -130,22 +130,21 @@ class VersionCache:
             return removed
         now = time.time()
         for path in self.root.iterdir():
-            if not path.is_dir():
-                continue
             stage = path.name.startswith(_STAGE_PREFIX)
             lock = path / (".lock" if stage else LEASE)
+            try:
+                # A stage is locked a moment after it is made, an entry leased a moment after
+                # it is published: anything younger than the grace period is left alone.
+                if (
+                    not path.is_dir()
+                    or now - (lock if lock.exists() else path).stat().st_mtime < grace_s
+                ):
+                    continue
+            except OSError:
+                continue  # removed under us
             fd = _try_lock(lock, fcntl.LOCK_EX)
-            if fd is None:
-                if lock.exists():
-                    continue  # in use
-                age = now - path.stat().st_mtime
-                if age < grace_s:
-                    continue  # being created right now
-            else:
-                with contextlib.suppress(OSError):
-                    if not stage and now - lock.stat().st_mtime < grace_s:
-                        os.close(fd)
-                        continue
+            if fd is None and lock.exists():
+                continue  # in use
             try:
                 _make_writable(path)
                 shutil.rmtree(path, ignore_errors=True)

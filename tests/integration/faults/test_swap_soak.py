@@ -3,11 +3,13 @@ descriptors of the worker stay flat (a leaked model would add 20 MB per swap).""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
 from tests.integration.conftest import AppFactory
-from tests.support.faults import Load, metric, proc_stats
+from tests.support.faults import Load, metric, proc_stats, wait_until
 from tests.support.models import TestRegistry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -31,8 +33,13 @@ def test_100_swaps_keep_rss_threads_and_fds_flat(
             assert reload.status_code == 200, reload.text
             assert reload.json()["version"] == version, reload.text
             if i in (0, SWAPS // 2 - 1, SWAPS - 1):
-                # Wait for the previous version to be freed before sampling.
-                httpx.post(f"{app.url}/admin/reload", headers=ADMIN, timeout=60)
+                # Sample once the previous version is freed and its pages handed back
+                # (malloc_trim runs off the loop, just after the free).
+                wait_until(
+                    lambda n=i + 1: metric(app.url, "bluegreen_models_freed_total") >= n,
+                    timeout=30, what="the previous version freed",
+                )  # fmt: skip
+                time.sleep(0.5)
                 samples.append(proc_stats(app.pid))
     report = load.stop()
     first, middle, last = samples

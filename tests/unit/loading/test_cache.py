@@ -76,8 +76,14 @@ def test_sweep_removes_abandoned_stages_only(tmp_path: Path) -> None:
         other = Path(str(ours).replace("-v5-", "-v6-"))
         other.mkdir()
         (other / ".lock").touch()  # a killed loader's stage: nobody holds its lock
-        removed = cache.sweep()
+        newborn = Path(str(ours).replace("-v5-", "-v7-"))
+        newborn.mkdir()
+        (newborn / ".lock").touch()  # made a moment ago: its loader has not locked it yet
+        _age(other / ".lock", 3600)
+        _age(ours / ".lock", 3600)
+        removed = cache.sweep(grace_s=60)
         assert removed == [other.name]
+        assert newborn.is_dir()
         # In use: a flock belongs to an open file description, so the sweep's own open of the
         # lock conflicts with the stage's, as another process's would.
         assert ours.is_dir()
