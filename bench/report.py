@@ -86,12 +86,22 @@ def write_report(results: dict[str, Any], out: Path, target: Path) -> None:
             f"{st['p99_ratio_swap_vs_steady']}; {st['failed']} | "
             f"{_ok(st['p99_ratio_swap_vs_steady'] <= SWAP_P99_GOAL and st['failed'] == 0)} |"
         )
+    for key, label in (("memory", "small"), ("memory_full", "full-size")):
+        lag = (results.get(key) or {}).get("swap_loop_lag_ms") or {}
+        if lag.get("swaps"):
+            summary_rows.append(
+                f"| 3. longest event-loop stall during a swap, {label} model, 1 worker, no "
+                f"client load (section 4's swaps; max over {lag['swaps']}) | "
+                f"≤ {SWAP_STALL_GOAL_MS:g} ms | {lag['max']} ms (median {lag['median']}) | "
+                f"{_ok(lag['max'] <= SWAP_STALL_GOAL_MS)} |"
+            )
     for s in swaps:
         lag = s["stats"].get("swap_loop_lag_ms") or {}
         if lag.get("swaps"):
             summary_rows.append(
                 f"| 3. longest event-loop stall during a swap, {s.get('model', 'small')} "
-                f"model, {s['workers']} worker(s) (max over {lag['swaps']} swaps) | "
+                f"model, {s['workers']} worker(s), under the section 3 load (timer lateness: "
+                f"includes queueing on saturated cores; max over {lag['swaps']} swaps) | "
                 f"≤ {SWAP_STALL_GOAL_MS:g} ms | {lag['max']} ms (median {lag['median']}) | "
                 f"{_ok(lag['max'] <= SWAP_STALL_GOAL_MS)} |"
             )

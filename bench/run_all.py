@@ -528,6 +528,7 @@ def memory(
     finally:
         app.stop()
     leaks = sum(1 for e in app.log_events() if e.get("event") == "model.free.leak")
+    lags = [e for e in app.log_events() if e.get("event") == "swap.loop_lag"]
     png = out / f"memory_over_swaps{label}.png"
     _plot_memory(series, png, model.kind)
     first = at.get(1) or series[1][1]
@@ -544,7 +545,15 @@ def memory(
         },
         "seconds": round(time.monotonic() - started, 1),
         "png": str(png),
+        # the first load (before any traffic) is not a swap beside live requests
+        "swap_loop_lag_ms": loop_lag_stats(lags[1:]),
     }
+
+
+def loop_lag_stats(events: list[dict[str, Any]]) -> dict[str, Any]:
+    from loadtests.swap_under_load import loop_lag_stats as stats
+
+    return stats(events)
 
 
 def trust_code(model: ModelUnderTest) -> str:
