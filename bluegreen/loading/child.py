@@ -10,17 +10,16 @@ leaves half-done is ever used (entries are published by one rename, stages are s
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import select
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from bluegreen.heap import malloc_trim
 from bluegreen.loading.cache import VersionCache
+from bluegreen.loading.pipe import Lines, send
 from bluegreen.logging import configure_logging, event
 
 log = logging.getLogger("bluegreen.loader")
@@ -114,37 +113,18 @@ def _prepare(
           prepare_s=round(time.perf_counter() - verified, 3))  # fmt: skip
 
 
-class _Lines:
-    """Request lines read straight from the pipe. Not a buffered text file: select() on the
-    fd must see every line that has not been handled yet, and a buffered reader may already
-    hold the next one (the settings and a request can arrive in one read)."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._buffer = b""
-
-    def next(self, idle_exit_s: float = 0.0) -> str:
-        """The next line; "" when the server closed the pipe (it stopped, or died: either way
-        this process ends with it) or nothing came for ``idle_exit_s`` (0: wait forever)."""
-        while b"\n" not in self._buffer:
-            if idle_exit_s > 0:
-                readable, _, _ = select.select([self._fd], [], [], idle_exit_s)
-                if not readable:
-                    event(log, "loader.idle_exit", idle_s=idle_exit_s)
-                    return ""
-            chunk = os.read(self._fd, 65536)
-            if not chunk:
-                return ""
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line.decode("utf-8")
-
-
-def serve(requests: _Lines, answers: TextIO, cache: VersionCache, idle_exit_s: float = 0.0) -> None:
-    """Answer requests until the pipe closes or the child has been idle long enough: an idle
-    child gives its memory back, and the server spawns a new one for the next load."""
-    while line := requests.next(idle_exit_s):
-        request = json.loads(line)
+def serve(requests: Lines, answers: int, cache: VersionCache, idle_exit_s: float = 0.0) -> None:
+    """Answer requests until the server closes the pipe (it stopped, or died: either way this
+    process ends with it) or nothing came for ``idle_exit_s`` (0: wait forever): an idle child
+    gives its memory back, and the server spawns a new one for the next load."""
+    while True:
+        try:
+            request = requests.receive(idle_exit_s or None)
+        except EOFError:
+            return
+        if request is None:
+            event(log, "loader.idle_exit", idle_s=idle_exit_s)
+            return
         started = time.perf_counter()
         try:
             answer = handle(request, cache)
@@ -157,8 +137,7 @@ def serve(requests: _Lines, answers: TextIO, cache: VersionCache, idle_exit_s: f
         event(log, "loader.answer", version=request.get("version"), **{
             k: v for k, v in answer.items() if k in {"kind", "error", "duration_s"}
         })  # fmt: skip
-        answers.write(json.dumps(answer) + "\n")
-        answers.flush()
+        send(answers, answer)
         malloc_trim()  # the version's arrays are freed: give the pages back
         # Versions no process maps any more go now, not at the next restart: a long-running
         # fleet that swaps often would otherwise fill the state volume.
@@ -171,11 +150,12 @@ def main(argv: list[str]) -> int:
     """``argv``: the request and answer pipe fds. The first line on the request pipe is the
     parent's settings (the child reads no environment of its own: the typed settings of the
     server are the one source)."""
-    requests = _Lines(int(argv[1]))
-    answers = os.fdopen(int(argv[2]), "w", encoding="utf-8")
-    config = json.loads(requests.next() or "{}")
-    if not config:
+    requests = Lines(int(argv[1]))
+    try:
+        config = requests.receive()
+    except EOFError:
         return 0  # the server went away before it said anything
+    assert config is not None  # no timeout: a message or EOF
     configure_logging(config["log_level"])
     if config["nice"]:
         os.nice(config["nice"])
@@ -183,7 +163,8 @@ def main(argv: list[str]) -> int:
 
     configure_mlflow_client_env(config["tracking_uri"])
     event(log, "loader.started", nice=config["nice"])
-    serve(requests, answers, VersionCache(Path(config["cache_dir"])), config["idle_exit_s"])
+    cache = VersionCache(Path(config["cache_dir"]))
+    serve(requests, int(argv[2]), cache, config["idle_exit_s"])
     return 0
 
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -25,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from bluegreen.loading.pipe import Lines, send
 from bluegreen.logging import event
 from bluegreen.serving.lifecycle import TransientLoadError
 
@@ -43,7 +42,7 @@ class ChildConfig:
 class _Child:
     def __init__(self, config: ChildConfig) -> None:
         req_r, self._req_w = os.pipe()
-        self._ans_r, ans_w = os.pipe()
+        ans_r, ans_w = os.pipe()
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "bluegreen.loading.child", str(req_r), str(ans_w)],
             pass_fds=(req_r, ans_w),
@@ -54,7 +53,7 @@ class _Child:
         )
         os.close(req_r)
         os.close(ans_w)
-        self._buffer = b""
+        self._answers = Lines(ans_r)
         self._closed = False
         # The settings go down the pipe, not on the command line: a tracking URI may carry
         # credentials, and any user on the host can read another process's argv.
@@ -65,24 +64,11 @@ class _Child:
         return self.proc.pid
 
     def send(self, request: dict[str, Any]) -> None:
-        os.write(self._req_w, (json.dumps(request) + "\n").encode())
+        send(self._req_w, request)
 
     def receive(self, deadline: float) -> dict[str, Any] | None:
-        """The next answer line, or None at the deadline; EOFError when the child is gone."""
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            readable, _, _ = select.select([self._ans_r], [], [], min(left, 1.0))
-            if not readable:
-                continue
-            chunk = os.read(self._ans_r, 65536)
-            if not chunk:
-                raise EOFError
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
+        """The next answer, or None at the deadline; EOFError when the child is gone."""
+        return self._answers.receive(max(0.0, deadline - time.monotonic()))
 
     def kill(self) -> None:
         if self._closed:
@@ -91,7 +77,7 @@ class _Child:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
-        for fd in (self._req_w, self._ans_r):
+        for fd in (self._req_w, self._answers.fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
