@@ -78,7 +78,7 @@ class Runtime:
     ) -> Runtime:
         registry = registry or _open_registry(settings)
         predict_executor = ThreadPoolExecutor(settings.predict_threads, "predict")
-        # smoke runs and heap trims; each load runs in a thread of its own (lifecycle)
+        # smoke runs and heap trims; loads have a thread of their own (SlotManager._load)
         load_executor = DaemonExecutor(1, "model-smoke")
         registry_executor = DaemonExecutor(2, "registry")
         config = LifecycleConfig(

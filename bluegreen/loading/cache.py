@@ -9,8 +9,8 @@ Layout under the cache root (``<state dir>/models``)::
 Who still uses what is told by ``flock`` alone, which the kernel releases when a process dies:
 a mapping process holds a shared lock on the entry's ``.lease`` for as long as it maps it, and a
 loader holds an exclusive one on its stage's ``.lock``. The sweep removes only what it can lock
-exclusively, so it never pulls files from under a sibling worker, and what a killed load left
-behind goes at the next start.
+exclusively, so it never pulls files from under a sibling worker; it runs at start and after
+each load, so what a killed load left behind, and versions no process maps, do not pile up.
 """
 
 from __future__ import annotations
@@ -146,17 +146,10 @@ class VersionCache:
             if fd is None and lock.exists():
                 continue  # in use
             try:
-                _make_writable(path)
+                # the files are read-only, the directory is not: that is all unlink needs
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path.name)
             finally:
                 if fd is not None:
                     os.close(fd)
         return removed
-
-
-def _make_writable(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.chmod(0o755)
-        for f in path.iterdir():
-            f.chmod(0o644)

@@ -103,11 +103,9 @@ def _prepare(
     except (ValueError, KeyError, OSError) as exc:
         raise Refused("prepare", f"{type(exc).__name__}: {exc}") from None
     del compiled
+    # Not mapped here: the files are in the page cache already (just written), and each
+    # worker warms its read-only-array kernels at start (`loader.warm_mapped_kernels`).
     cache.publish(stage / "prepared", entry)
-    # Map the published files once, as the server will: numba compiles (and caches on disk)
-    # the read-only-array variant of its kernels here, not in the server, and the pages are
-    # in the page cache when the server maps them.
-    CompiledEnsemble.map_prepared(entry)
     event(log, "loader.prepared", path=entry.name,
           download_s=round(downloaded - started, 3), verify_s=round(verified - downloaded, 3),
           prepare_s=round(time.perf_counter() - verified, 3))  # fmt: skip

@@ -59,7 +59,7 @@ def warm_mapped_kernels(scratch_root: Path) -> None:
 
 
 class VersionLoader:
-    """Blocking; the manager runs each call in a thread of its own."""
+    """Blocking; the manager calls it on its load thread, off the event loop."""
 
     def __init__(self, settings: Settings, registry: Registry) -> None:
         self.settings = settings

@@ -1,10 +1,11 @@
 """The server's side of the loader child: spawn it, ask it, hold it to a deadline, kill it.
 
-One child per serving process, started on demand and kept between loads. Any way a request
-can end badly that is not the version's fault (the deadline passed, the child crashed or was
-killed, a newer version superseded it) raises `TransientLoadError`: the version is retried
-later, never rejected. The caller blocks in a thread of its own, waiting on a pipe with the GIL
-released; nothing here runs on the event loop.
+One child per serving process, started on demand and kept between loads until it has been
+idle for a while. Any way a request can end badly that is not the version's fault (the
+deadline passed, the child crashed or was killed, a newer version superseded it) raises
+`TransientLoadError`: the version is retried later, never rejected. The caller blocks on the
+manager's load thread, waiting on a pipe with the GIL released; nothing here runs on the event
+loop.
 """
 
 from __future__ import annotations

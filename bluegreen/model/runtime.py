@@ -255,6 +255,9 @@ class CompiledEnsemble:
             extractor=extractor, member_names=member_names, packed=packed, bias=bias,
             binary=binary, sublinear=sublinear, l2=l2, meta=meta,
         )  # fmt: skip
+        self._start_serving()
+
+    def _start_serving(self) -> None:
         self.use_kernels(True)
         if self._kernels is None:
             _ = self.extractor.word_vocab  # the numpy path's dict: validated at load, not later
@@ -526,8 +529,8 @@ class CompiledEnsemble:
     def map_prepared(cls, directory: str | Path) -> CompiledEnsemble:
         """The model over read-only memory maps of :meth:`save_prepared`'s files.
 
-        Costs the serving process milliseconds: no decompression, no table building, and
-        pages are read on first touch (most of them by the warm-up, off the GIL)."""
+        Costs the serving process milliseconds: no decompression and no table building;
+        the page tables are filled here, off the request path."""
         d = Path(directory)
         meta = json.loads((d / _PREPARED_META).read_text(encoding="utf-8"))
         if meta.get("prepared_format") != PREPARED_FORMAT:
@@ -536,9 +539,9 @@ class CompiledEnsemble:
         def mapped(name: str) -> Any:
             array = np.load(d / f"{name}.npy", mmap_mode="r", allow_pickle=False)
             # Touch one byte per page: the page cache already holds the file (the loader child
-            # wrote and read it), so this only fills this process's page tables, off the
-            # request path. Otherwise a new version's first requests pay a minor fault per
-            # page they touch, and its canary looks slower than live for no reason of its own.
+            # wrote it), so this only fills this process's page tables, off the request path.
+            # Otherwise a new version's first requests pay a minor fault per page they touch,
+            # and its canary looks slower than live for no reason of its own.
             flat = array.reshape(-1).view(np.uint8)
             if flat.size:
                 int(flat[:: mmap.PAGESIZE].sum())
@@ -563,9 +566,7 @@ class CompiledEnsemble:
                 _word_chars(), extractor.word_n if n_words else 0, len(char_hashes),
                 mapped("word_table"), np.uint64(meta["word_shift"]),
             )  # fmt: skip
-        self.use_kernels(True)
-        if self._kernels is None:
-            _ = self.extractor.word_vocab
+        self._start_serving()
         return self
 
 

@@ -39,16 +39,20 @@ def _model_dir(root: Path, *, as_bundle: bool = True) -> tuple[Path, str]:
     return model, sha
 
 
-@pytest.fixture
-def child(tmp_path: Path):  # type: ignore[no-untyped-def]
-    loader = LoaderChild(
+def _loader(tmp_path: Path, idle_exit_s: float = 0) -> LoaderChild:
+    return LoaderChild(
         ChildConfig(
             tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
             cache_dir=tmp_path / "cache",
             nice=0,
-            idle_exit_s=0,
+            idle_exit_s=idle_exit_s,
         )
     )
+
+
+@pytest.fixture
+def child(tmp_path: Path):  # type: ignore[no-untyped-def]
+    loader = _loader(tmp_path)
     yield loader
     loader.close()
 
@@ -133,14 +137,7 @@ def test_abort_ends_a_load_in_progress(child: LoaderChild, tmp_path: Path) -> No
 
 def test_an_idle_child_exits_and_the_next_load_spawns_another(tmp_path: Path) -> None:
     model, _ = _model_dir(tmp_path)
-    loader = LoaderChild(
-        ChildConfig(
-            tracking_uri=f"sqlite:///{tmp_path / 'db'}",
-            cache_dir=tmp_path / "c",
-            nice=0,
-            idle_exit_s=0.5,
-        )
-    )
+    loader = _loader(tmp_path, idle_exit_s=0.5)
     try:
         assert loader.prepare(_request(model), timeout_s=120)["kind"] == "bundle"
         first = loader.pid
@@ -148,7 +145,7 @@ def test_an_idle_child_exits_and_the_next_load_spawns_another(tmp_path: Path) ->
         while loader.pid is not None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert loader.pid is None, "the idle child should have exited"
-        shutil.rmtree(tmp_path / "c")
+        shutil.rmtree(tmp_path / "cache")
         assert loader.prepare(_request(model, 2), timeout_s=120)["kind"] == "bundle"
         assert loader.pid not in (None, first)
     finally:
