@@ -13,6 +13,8 @@ from typing import Any
 
 import attrs
 
+from bluegreen.model.labels import MAX_TEXT_CHARS as MODEL_MAX_TEXT_CHARS
+
 ENV_PREFIX = "BLUEGREEN_"
 
 
@@ -38,6 +40,23 @@ def _nice(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
 def _percent(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
     if not 0 <= value <= 100:
         raise SettingsError(f"{ENV_PREFIX}{attribute.name.upper()} must be in 0..100, got {value}")
+
+
+def _model_reads_whole(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    # a longer limit would let the model silently drop the end of what it was sent
+    if value > MODEL_MAX_TEXT_CHARS:
+        raise SettingsError(
+            f"{ENV_PREFIX}{attribute.name.upper()} must be at most {MODEL_MAX_TEXT_CHARS}, the "
+            f"longest text the model reads whole, got {value}"
+        )
+
+
+def _holds_longest_text(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    if value < instance.max_text_chars:
+        raise SettingsError(
+            f"{ENV_PREFIX}{attribute.name.upper()} must be at least "
+            f"{ENV_PREFIX}MAX_TEXT_CHARS ({instance.max_text_chars}), got {value}"
+        )
 
 
 def _fraction(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -87,8 +106,13 @@ class Settings:
     webhook_secret: str | None = attrs.field(default=None, repr=False)
     """HMAC secret for MLflow registry webhooks; unset disables the webhook route."""
 
-    max_text_chars: int = attrs.field(default=5000, validator=_positive)
+    max_text_chars: int = attrs.field(
+        default=MODEL_MAX_TEXT_CHARS, validator=[_positive, _model_reads_whole]
+    )
+    """Longest accepted text, in characters; never above what the model reads whole."""
     max_batch: int = attrs.field(default=64, validator=_positive)
+    max_batch_chars: int = attrs.field(default=100_000, validator=[_positive, _holds_longest_text])
+    """Characters of all the texts of one batch together; bounds one request's scoring time."""
     max_body_bytes: int = attrs.field(default=1_048_576, validator=_positive)
     max_pending_requests: int = attrs.field(default=512, validator=_positive)
     """Prediction requests admitted at once per worker; beyond it, 503 + Retry-After."""

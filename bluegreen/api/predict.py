@@ -23,6 +23,7 @@ from bluegreen.api.schemas import (
     SentimentResult,
 )
 from bluegreen.logging import event
+from bluegreen.model.textfeat import is_blank
 from bluegreen.runtime import Runtime
 from bluegreen.serving.contract import LABELS
 from bluegreen.serving.predictor import Prediction
@@ -51,10 +52,23 @@ async def require_json(request: Request[Any, Any, Any]) -> None:
 def _check_texts(texts: Sequence[str], max_chars: int, field: str) -> None:
     for index, text in enumerate(texts):
         name = field if len(texts) == 1 and field == "text" else f"{field}[{index}]"
-        if not text.strip():
-            raise InvalidInput("text must not be empty or whitespace only", name)
         if len(text) > max_chars:
             raise InvalidInput(f"text is longer than {max_chars} characters", name)
+        # the model's own notion of empty: zero-width and control characters count as space
+        if is_blank(text):
+            raise InvalidInput(
+                "text must not be empty or only whitespace, control or zero-width characters",
+                name,
+            )
+
+
+def _check_batch_chars(texts: Sequence[str], max_chars: int) -> None:
+    total = sum(map(len, texts))
+    if total > max_chars:
+        raise InvalidInput(
+            f"at most {max_chars} characters per batch (all texts together), got {total}",
+            "texts",
+        )
 
 
 def _client_key(request: Request[Any, Any, Any]) -> str | None:
@@ -115,7 +129,7 @@ async def predict(
 @post(
     "/predict/batch",
     status_code=200,
-    summary="Classify up to BLUEGREEN_MAX_BATCH reviews in one call",
+    summary="Classify up to BLUEGREEN_MAX_BATCH reviews (BLUEGREEN_MAX_BATCH_CHARS in all)",
     responses=ERROR_RESPONSES,
 )
 async def predict_batch(
@@ -128,6 +142,7 @@ async def predict_batch(
             "texts",
         )
     _check_texts(data.texts, runtime.settings.max_text_chars, "texts")
+    _check_batch_chars(data.texts, runtime.settings.max_batch_chars)
     prediction = await _predict(runtime, data.texts, _client_key(request))
     results = [SentimentResult(*_result(row)) for row in prediction.probabilities]
     _log_request(runtime, "/predict/batch", len(data.texts), prediction)

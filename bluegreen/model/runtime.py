@@ -40,7 +40,7 @@ from cachetools import LRUCache
 from mlflow.pyfunc.model import PythonModel
 
 from .labels import LABELS
-from .textfeat import Extractor, WordKeys, code_points, word_char_table
+from .textfeat import Extractor, WordKeys, code_points, prepare, word_char_table
 
 FORMAT_VERSION = 1
 _ARRAYS = "arrays.npz"
@@ -258,6 +258,7 @@ class CompiledEnsemble:
         self._start_serving()
 
     def _start_serving(self) -> None:
+        prepare()  # the normaliser's tables: built at the first load, never on a request
         self.use_kernels(True)
         if self._kernels is None:
             _ = self.extractor.word_vocab  # the numpy path's dict: validated at load, not later
@@ -594,6 +595,14 @@ def _as_texts(model_input: Any) -> list[str]:
     ]
 
 
+CACHE_SIZE = 4096
+CACHE_MAX_BYTES = 4 << 20
+
+
+def _entry_bytes(entry: tuple[F64, int]) -> int:
+    return entry[1]
+
+
 class EnsembleSentimentModel(PythonModel):
     """MLflow pyfunc wrapper around :class:`CompiledEnsemble`.
 
@@ -604,17 +613,33 @@ class EnsembleSentimentModel(PythonModel):
     ARTIFACT_KEY = "ensemble"
     _skip_type_hint_validation = True  # plain ``predict`` (no MLflow type-hint wrapping)
 
-    def __init__(self, compiled: CompiledEnsemble | None = None, cache_size: int = 4096) -> None:
+    def __init__(
+        self,
+        compiled: CompiledEnsemble | None = None,
+        cache_size: int = CACHE_SIZE,
+        cache_max_bytes: int = CACHE_MAX_BYTES,
+    ) -> None:
+        """Single-text answers are cached, at most ``cache_size`` of them and
+        ``cache_max_bytes`` of keys and values together (0 turns the cache off): texts may be
+        thousands of four-byte characters each, so a count alone does not bound memory."""
         self._compiled = compiled
         self._cache_size = cache_size
-        self._cache: LRUCache[str, F64] = LRUCache(maxsize=max(cache_size, 1))
+        self._cache_max_bytes = cache_max_bytes
+        self._cache: LRUCache[str, tuple[F64, int]] = LRUCache(
+            maxsize=max(cache_max_bytes, 1), getsizeof=_entry_bytes
+        )
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"cache_size": self._cache_size}
+        return {"cache_size": self._cache_size, "cache_max_bytes": self._cache_max_bytes}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(None, int(state.get("cache_size", 4096)))  # type: ignore[misc]
+        # a model logged before the byte bound existed gets the default bound
+        self.__init__(  # type: ignore[misc]
+            None,
+            int(state.get("cache_size", CACHE_SIZE)),
+            int(state.get("cache_max_bytes", CACHE_MAX_BYTES)),
+        )
 
     def load_context(self, context: Any) -> None:
         self._compiled = CompiledEnsemble.load(context.artifacts[self.ARTIFACT_KEY])
@@ -639,17 +664,27 @@ class EnsembleSentimentModel(PythonModel):
         compiled = self.compiled
         if isinstance(texts, str):
             texts = [texts]
-        if len(texts) == 1 and self._cache_size > 0:
+        if len(texts) == 1 and self._cache_size > 0 and self._cache_max_bytes > 0:
             text = texts[0]
             with self._lock:
-                hit = self._cache.get(text)
-            if hit is None:
-                hit = _softmax1(compiled.logits(texts)[0])
-                hit.flags.writeable = False
-                with self._lock:
-                    self._cache[text] = hit
+                entry = self._cache.get(text)
+            if entry is not None:
+                return entry[0][None, :].copy()
+            hit = _softmax1(compiled.logits(texts)[0])
+            hit.flags.writeable = False
+            self._remember(text, hit)
             return hit[None, :].copy()
         return compiled.predict_proba(list(texts))
+
+    def _remember(self, text: str, proba: F64) -> None:
+        # the key's own size (its characters' width included) and the array with its header
+        size = sys.getsizeof(text) + sys.getsizeof(proba)
+        if size > self._cache_max_bytes:
+            return
+        with self._lock:
+            while len(self._cache) >= self._cache_size:
+                self._cache.popitem()  # the least recently used
+            self._cache[text] = (proba, size)  # evicts by bytes as needed
 
     def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
         pd = importlib.import_module("pandas")

@@ -1,6 +1,11 @@
 """Text normalisation and n-gram extraction: the ONE code path used by training and serving.
 
-Shipped inside every logged model, so it imports only the standard library and numpy.
+Shipped inside every logged model, so it imports only the standard library, numpy and its
+sibling ``labels``.
+
+* Normalising costs time linear in the text: NFC's canonical reordering is an insertion sort of
+  each run of non-starters (quadratic in the run), so runs are cut to the bound of UAX #15's
+  Stream-Safe Text Format before it; no real text comes near that bound.
 
 * Character n-grams (of the space-padded normalised text, crossing word boundaries) are not
   kept as strings: each n-gram is a 64-bit polynomial hash of its code points, computed for a
@@ -23,8 +28,15 @@ from typing import overload
 import numpy as np
 import numpy.typing as npt
 
-MAX_CHARS = 2000
-"""Texts are cut to this many characters before feature extraction (bounds latency)."""
+from .labels import MAX_TEXT_CHARS
+
+MAX_CHARS = MAX_TEXT_CHARS
+"""Texts are cut to this many characters before feature extraction. The server accepts no
+longer text, so this bounds direct callers only: whatever the server accepts is read whole."""
+
+MAX_NON_STARTERS = 30
+"""Longest run of non-starters kept (UAX #15's Stream-Safe Text Format bound); the rest of a
+longer run is dropped before NFC."""
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
@@ -34,16 +46,26 @@ _SEED = np.uint64(0x243F6A8885A308D3)
 _ONE = np.uint64(1)
 _FIB = np.uint64(0xD6E8FEB86659FD93)
 
-_SPACE_RE = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]+")
+_SPACE_CLASS = r"[\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]"
+"""What normalising turns into spaces and strips: whitespace, controls, zero-width characters."""
+_SPACE_RE = re.compile(_SPACE_CLASS + "+")
+_BLANK_RE = re.compile(_SPACE_CLASS + "*")
 _REPEAT_RE = re.compile(r"(.)\1\1+")
 _TOKEN_RE = re.compile(r"\w+")
 
 
 def normalize(text: str) -> str:
-    """NFC, lower case, whitespace/control characters collapsed to one space, runs of 3+
-    identical characters cut to 2 (``ㅋㅋㅋㅋ`` → ``ㅋㅋ``, ``.....`` → ``..``)."""
-    text = _SPACE_RE.sub(" ", _nfc(text[:MAX_CHARS]).lower()).strip()
+    """Runs of non-starters cut to :data:`MAX_NON_STARTERS`, NFC, lower case,
+    whitespace/control characters collapsed to one space, runs of 3+ identical characters cut
+    to 2 (``ㅋㅋㅋㅋ`` → ``ㅋㅋ``, ``.....`` → ``..``)."""
+    text = _SPACE_RE.sub(" ", _nfc(_cap_non_starters(text[:MAX_CHARS])).lower()).strip()
     return _REPEAT_RE.sub(r"\1\1", text)
+
+
+def is_blank(text: str) -> bool:
+    """Whether :func:`normalize` leaves nothing of ``text`` (whitespace, controls, zero-width
+    characters only), found without normalising it: no other step can empty a text."""
+    return _BLANK_RE.fullmatch(text, 0, MAX_CHARS) is not None
 
 
 def word_ngrams(norm: str, hi: int) -> list[str]:
@@ -119,20 +141,50 @@ def code_points(texts: Sequence[str]) -> tuple[npt.NDArray[np.uint32], I64]:
     if len(texts) == 1:  # the latency path: no per-batch array building
         cp1 = utf32(f" {normalize(texts[0])} ")
         return cp1, np.array((0, cp1.size), dtype=np.int64)
-    cut = [t[:MAX_CHARS] for t in texts]
-    joined = _SEP.join(cut)
+    joined = _SEP.join([t[:MAX_CHARS] for t in texts])
     if joined.count(_SEP) != len(texts) - 1:  # a text holds the separator: the per-text path
         return code_points_per_text(texts)
-    # The separator composes with nothing, so the batch is NFC exactly when every text is.
-    if not joined.isascii() and not unicodedata.is_normalized("NFC", joined):
-        joined = _SEP.join([_nfc(t) for t in cut])
+    # The separator is a starter that composes with nothing: no run of non-starters and no
+    # composition crosses it, so capping and NFC of the batch are those of each text.
+    joined = _nfc(_cap_non_starters(joined))
     return _normalise_joined(utf32(joined.lower()), len(texts))
 
 
 def _nfc(text: str) -> str:
-    if text.isascii() or unicodedata.is_normalized("NFC", text):
+    # normalize() runs NFC's quick check itself; is_normalized() first would, on a "maybe",
+    # normalise the whole text twice.
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
+_TABLE_SCAN_FROM = 1000
+"""Texts this long are checked for long runs of non-starters with the table, shorter ones with
+:func:`_maybe_run_re` (where the two cost about the same per text)."""
+
+
+def _cap_non_starters(text: str) -> str:
+    """``text`` with each run of non-starters cut to its first :data:`MAX_NON_STARTERS`.
+
+    Settled without building an array for most texts: a short one by a regex scan for a long
+    run of characters that may be non-starters, a long one (a batch) by counting its
+    non-starters in the table, which costs less per character than the regex."""
+    if len(text) <= MAX_NON_STARTERS or text.isascii():
         return text
-    return unicodedata.normalize("NFC", text)
+    if len(text) < _TABLE_SCAN_FROM:
+        if _maybe_run_re().search(text) is None:
+            return text
+        cp = utf32(text)
+        non_starter = _non_starter_table()[cp]
+    else:
+        cp = utf32(text)
+        non_starter = _non_starter_table()[cp]
+        if np.count_nonzero(non_starter) <= MAX_NON_STARTERS:
+            return text
+    at = np.arange(cp.size)
+    last_starter = np.maximum.accumulate(np.where(non_starter, -1, at))
+    keep = at - last_starter <= MAX_NON_STARTERS  # a starter is 0 past itself
+    if keep.all():
+        return text
+    return cp[keep].tobytes().decode("utf-32-le", "surrogatepass")
 
 
 def code_points_per_text(texts: Sequence[str]) -> tuple[npt.NDArray[np.uint32], I64]:
@@ -177,21 +229,95 @@ def _normalise_joined(cp: npt.NDArray[np.uint32], n: int) -> tuple[npt.NDArray[n
     return out, offsets
 
 
+def _every(scan_to: int) -> str:
+    """The first ``scan_to`` code points as one string, lone surrogates included."""
+    # decoded from UTF-32, not joined from chr() per code point (tens of times slower);
+    # surrogates, which only the slow error handler decodes, are built apart
+    lo, hi = min(scan_to, 0xD800), min(scan_to, 0xE000)
+    return (
+        np.arange(lo, dtype=np.uint32).tobytes().decode("utf-32-le")
+        + "".join(map(chr, range(lo, hi)))
+        + np.arange(hi, max(scan_to, hi), dtype=np.uint32).tobytes().decode("utf-32-le")
+    )
+
+
 def _char_class_table(pattern: re.Pattern[str], scan_to: int) -> npt.NDArray[np.bool_]:
     """``table[code point]`` (any code point) for the characters ``pattern`` matches among the
     first ``scan_to`` code points; the rest are False."""
-    every = "".join(map(chr, range(scan_to)))
     table = np.zeros(0x110000, dtype=np.bool_)
-    for m in pattern.finditer(every):
+    for m in pattern.finditer(_every(scan_to)):
         table[m.start() : m.end()] = True
     return table
 
 
+_NON_STARTER_SCAN = 0x20000
+"""Non-starters are searched for in planes 0 and 1: a test checks that no other plane has one."""
+
+
+@functools.cache
+def _non_starter_table() -> npt.NDArray[np.bool_]:
+    """``table[code point]``: a non-starter, as NFC's reordering sees it: a canonical combining
+    class other than 0, or a canonical decomposition that begins with one (U+0F73, …)."""
+    every = _every(_NON_STARTER_SCAN)
+    ccc = np.frombuffer(bytes(map(unicodedata.combining, every)), dtype=np.uint8)
+    table = np.zeros(0x110000, dtype=np.bool_)
+    table[: ccc.size] = ccc != 0
+    table[_leading_non_starters(every, table)] = True
+    return table
+
+
+def _leading_non_starters(every: str, non_starter: npt.NDArray[np.bool_]) -> list[int]:
+    """Starters of ``every`` whose canonical decomposition begins with a non-starter.
+
+    Found by halving the chunks that NFD's quick check (one pass in C, which stops at the
+    first decomposable character) refuses, down to single characters. Hangul syllables are
+    left out: they decompose into jamo, which are starters, and are a tenth of the BMP."""
+    cp = utf32(every)
+    hangul = (cp >= 0xAC00) & (cp <= 0xD7A3)
+    starters = np.flatnonzero(~non_starter[: cp.size] & ~hangul)
+    text = cp[starters].tobytes().decode("utf-32-le", "surrogatepass")
+    found: list[int] = []
+    chunks = [(0, len(text))]
+    while chunks:
+        lo, hi = chunks.pop()
+        if unicodedata.is_normalized("NFD", text[lo:hi]):
+            continue
+        if hi - lo > 16:
+            mid = (lo + hi) // 2
+            chunks += [(lo, mid), (mid, hi)]
+            continue
+        for i in range(lo, hi):
+            if unicodedata.combining(unicodedata.normalize("NFD", text[i])[0]):
+                found.append(int(starters[i]))
+    return found
+
+
+@functools.cache
+def _maybe_run_re() -> re.Pattern[str]:
+    """Finds runs of more than :data:`MAX_NON_STARTERS` characters that are BMP non-starters
+    or astral. The astral non-starters are left to the table: as ranges of a regex class they
+    are tried one by one for every character scanned, as one range they cost one test."""
+    table = _non_starter_table()[:0x10000].view(np.int8)
+    edges = np.flatnonzero(np.diff(table, prepend=0, append=0))
+    ranges = "".join(
+        f"\\u{a:04x}-\\u{b - 1:04x}" for a, b in zip(edges[::2], edges[1::2], strict=True)
+    )
+    one = f"[{ranges}\\U00010000-\\U0010ffff]"
+    return re.compile(f"{one}{one}{{{MAX_NON_STARTERS},}}")  # a class first: a fast scan
+
+
+def prepare() -> None:
+    """Build the normaliser's tables now (a scan of Unicode, once per process), not on a
+    request."""
+    _space_table()
+    _maybe_run_re()
+
+
 @functools.cache
 def _space_table() -> npt.NDArray[np.bool_]:
-    """``table[code point]``: in ``_SPACE_RE``'s class. Scanned over the BMP only (17 ms
-    instead of 0.3 s): Unicode has no whitespace or control character above it, which a test
-    checks against the regex over all of Unicode."""
+    """``table[code point]``: in ``_SPACE_RE``'s class. Scanned over the BMP only (a
+    sixteenth of the work): Unicode has no whitespace or control character above it, which a
+    test checks against the regex over all of Unicode."""
     return _char_class_table(_SPACE_RE, 0x10000)
 
 

@@ -190,3 +190,18 @@ def test_settings_are_frozen() -> None:
 def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BLUEGREEN_MAX_BATCH", "7")
     assert Settings.from_env().max_batch == 7
+
+
+def test_text_limits_never_exceed_what_the_model_reads() -> None:
+    from bluegreen.model.labels import MAX_TEXT_CHARS
+
+    s = Settings.from_env({})
+    assert s.max_text_chars == MAX_TEXT_CHARS
+    assert s.max_batch_chars >= s.max_text_chars
+    with pytest.raises(SettingsError, match=f"BLUEGREEN_MAX_TEXT_CHARS.*{MAX_TEXT_CHARS}"):
+        from_env(max_text_chars=str(MAX_TEXT_CHARS + 1))
+    assert from_env(max_text_chars="1000", max_batch_chars="1000").max_batch_chars == 1000
+    with pytest.raises(SettingsError, match="BLUEGREEN_MAX_BATCH_CHARS"):
+        from_env(max_text_chars="1000", max_batch_chars="999")
+    with pytest.raises(SettingsError, match="BLUEGREEN_MAX_BATCH_CHARS"):
+        from_env(max_batch_chars="0")

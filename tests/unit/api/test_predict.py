@@ -220,3 +220,31 @@ def test_same_request_id_sticks_to_one_slot_during_a_canary(
                 seen.setdefault(key, set()).add(r.headers["x-model-version"])
         assert all(len(versions) == 1 for versions in seen.values())
         assert set().union(*seen.values()) == {"1", "2"}  # both versions answered someone
+
+
+@pytest.mark.parametrize(
+    "text", ["\u200b", "\ufeff\u200b", "\x00", "\x00\u200b \ufeff\t", "\u2028\u200f"]
+)
+def test_invisible_only_text_is_400_like_whitespace(client: TestClient[Any], text: str) -> None:
+    blank = assert_error(client.post("/predict", json={"text": " "}), 400, "text")
+    body = assert_error(client.post("/predict", json={"text": text}), 400, "text")
+    assert (body["error"], body["detail"]) == (blank["error"], blank["detail"])
+    response = client.post("/predict/batch", json={"texts": ["최고", text]})
+    assert assert_error(response, 400, "texts[1]")["detail"] == blank["detail"]
+
+
+def test_visible_text_among_invisible_characters_is_answered(client: TestClient[Any]) -> None:
+    assert client.post("/predict", json={"text": "\u200b최고\ufeff"}).status_code == 200
+
+
+def test_batch_over_the_character_budget_names_the_limit(api: ClientFactory) -> None:
+    with api(max_text_chars=50, max_batch=8, max_batch_chars=120) as client:
+        ok = client.post("/predict/batch", json={"texts": ["가" * 50, "나" * 50, "다" * 20]})
+        assert ok.status_code == 200, ok.text
+        over = client.post("/predict/batch", json={"texts": ["가" * 50, "나" * 50, "다" * 21]})
+        body = assert_error(over, 400, "texts")
+        assert body["error"] == "invalid_request"
+        assert "120" in body["detail"]
+        assert "121" in body["detail"]
+        # a single text is bounded by max_text_chars alone
+        assert client.post("/predict", json={"text": "가" * 50}).status_code == 200

@@ -114,3 +114,62 @@ def test_reproducible_with_same_seed(tiny_train, tiny_fit) -> None:  # type: ign
     assert tiny_fit[3] == again[3] or all(
         np.isclose(tiny_fit[3][k], again[3][k]) for k in tiny_fit[3] if "seconds" not in k
     )
+
+
+def test_text_cache_is_bounded_in_bytes(model: EnsembleSentimentModel) -> None:
+    import sys
+    import tracemalloc
+
+    budget = 256 << 10
+    bounded = EnsembleSentimentModel(model.compiled, cache_size=4096, cache_max_bytes=budget)
+    # four-byte characters: each key is ~4 KiB, so 4096 entries alone would be ~16 MiB
+    texts = [chr(0x1F600 + i % 64) + "😀🙂" * 500 + str(i) for i in range(400)]
+    key_bytes = sum(sys.getsizeof(t) for t in texts)
+    assert key_bytes > 6 * budget
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        answers = [bounded.predict_texts([t]) for t in texts]
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 2 * budget, grown
+    assert bounded._cache.currsize <= budget
+    # the most recent texts stay cached (same answer), the oldest were evicted
+    assert texts[-1] in bounded._cache
+    assert texts[0] not in bounded._cache
+    assert np.array_equal(bounded.predict_texts([texts[-1]]), answers[-1])
+    # one text larger than the whole budget is answered, not cached
+    tiny = EnsembleSentimentModel(model.compiled, cache_max_bytes=1000)
+    assert tiny.predict_texts(["가" * 2000]).shape == (1, 3)
+    assert len(tiny._cache) == 0
+
+
+def test_text_cache_count_bound_and_old_state() -> None:
+    import pickle
+
+    from bluegreen.model.runtime import CACHE_MAX_BYTES
+
+    m = EnsembleSentimentModel(None, cache_size=7, cache_max_bytes=12345)
+    again = pickle.loads(pickle.dumps(m))
+    assert (again._cache_size, again._cache_max_bytes) == (7, 12345)
+    old = EnsembleSentimentModel.__new__(EnsembleSentimentModel)
+    old.__setstate__({"cache_size": 10})  # pickled before the byte bound existed
+    assert (old._cache_size, old._cache_max_bytes) == (10, CACHE_MAX_BYTES)
+
+
+def test_cache_keeps_at_most_cache_size_entries(model: EnsembleSentimentModel) -> None:
+    m = EnsembleSentimentModel(model.compiled, cache_size=5)
+    for i in range(20):
+        m.predict_texts([f"캐시 {i}"])
+    assert len(m._cache) == 5
+    assert "캐시 19" in m._cache
+
+
+def test_a_long_text_is_read_to_its_end(model: EnsembleSentimentModel) -> None:
+    from bluegreen.model.labels import MAX_TEXT_CHARS
+
+    head = ("그냥 영화 봤다 " * 600)[:3000]
+    tail = ("최악 노잼 시간 낭비 " * 200)[: MAX_TEXT_CHARS - 3000]
+    alone, whole = model.predict_texts([head, head + tail])
+    assert whole[0] > alone[0] + 0.05  # more negative: the part past 3,000 characters counts
