@@ -204,6 +204,12 @@ CANARY_DISAGREEMENTS = Counter(
     "Shadow comparisons where candidate and live chose different labels",
     ["model"],
 )
+CANARY_PAIRS = Counter(
+    "bluegreen_canary_pairs",
+    "Answered requests whose texts were also timed on both live and candidate (the canary's "
+    "latency evidence): scored, skipped (scorer busy or over its CPU share) or failed",
+    ["model", "result"],
+)
 CANARY_LAST_REJECTED_TIMESTAMP = Gauge(
     "bluegreen_canary_last_rejected_timestamp_seconds",
     "Unix time the last canary was rejected (alerting)",
@@ -287,6 +293,8 @@ def initialize(model_name: str) -> None:
         MODEL_LOAD_FAILURES.labels(model_name, reason)
     for decision in ("promoted", "rejected", "aborted"):
         CANARY_DECISIONS.labels(model_name, decision)
+    for result in ("scored", "skipped", "failed"):
+        CANARY_PAIRS.labels(model_name, result)
     for result in ("ok", "error"):
         REGISTRY_POLLS.labels(result)
     for reason in ("overloaded", "no_model"):

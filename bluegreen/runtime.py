@@ -16,8 +16,10 @@ from bluegreen.logging import event
 from bluegreen.loop_lag import LoopLagProbe
 from bluegreen.poller import Controller
 from bluegreen.registry import Registry
+from bluegreen.serving.assignment import resolve_key
 from bluegreen.serving.canary import CanaryPolicy
 from bluegreen.serving.lifecycle import LifecycleConfig, Loader, SlotManager
+from bluegreen.serving.pairing import PairScorer
 from bluegreen.serving.predictor import Predictor
 from bluegreen.settings import Settings
 from bluegreen.threads import DaemonExecutor
@@ -95,7 +97,10 @@ class Runtime:
                 max_seconds=settings.canary_max_seconds,
                 max_error_rate_delta=settings.canary_max_error_rate_delta,
                 max_p95_ratio=settings.canary_max_p95_ratio,
+                # without paired timing there is no fair latency evidence to judge
+                min_pairs=settings.canary_min_pairs if settings.canary_pair_cpu_share > 0 else 0,
             ),
+            canary_key=resolve_key(settings.canary_key, settings.state_dir),
         )
         lag_probe = LoopLagProbe()
         loader = loader_factory(settings, registry)
@@ -110,6 +115,17 @@ class Runtime:
             backoff_max_s=settings.registry_backoff_max_s,
         )
         manager.set_listener(controller)
+        pairs: PairScorer | None = None
+        pair_executor: DaemonExecutor | None = None
+        if settings.canary_pair_cpu_share > 0:
+            # a thread of its own: paired timing never waits behind, or delays, requests
+            pair_executor = DaemonExecutor(1, "canary-pairs")
+            pairs = PairScorer(
+                pair_executor,
+                cpu_share=settings.canary_pair_cpu_share,
+                max_texts=settings.canary_pair_max_texts,
+                model_name=settings.model_name,
+            )
         predictor = Predictor(
             manager,
             predict_executor,
@@ -117,10 +133,13 @@ class Runtime:
             inline_max_chars=settings.inline_predict_max_chars,
             shadow_fraction=settings.canary_shadow_fraction,
             model_name=settings.model_name,
+            pairs=pairs,
         )
+        executors: list[Executor] = [predict_executor, load_executor, registry_executor]
+        if pair_executor is not None:
+            executors.append(pair_executor)
         return cls(
-            settings, registry, manager, controller, predictor,
-            [predict_executor, load_executor, registry_executor], loader, lag_probe,
+            settings, registry, manager, controller, predictor, executors, loader, lag_probe,
         )  # fmt: skip
 
     def prepare_loading(self) -> None:

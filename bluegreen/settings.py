@@ -64,6 +64,12 @@ def _fraction(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
         raise SettingsError(f"{ENV_PREFIX}{attribute.name.upper()} must be in 0..1, got {value}")
 
 
+def _canary_key(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    # The value is a secret: the message names the setting, never what it was set to.
+    if value is not None and len(value) < 16:
+        raise SettingsError(f"{ENV_PREFIX}{attribute.name.upper()} must be at least 16 characters")
+
+
 @attrs.frozen(kw_only=True)
 class Settings:
     """All configuration of one bluegreen process."""
@@ -93,9 +99,21 @@ class Settings:
     canary_max_error_rate_delta: float = attrs.field(default=0.01, validator=_fraction)
     """Candidate error rate may exceed live's by at most this much."""
     canary_max_p95_ratio: float = attrs.field(default=2.0, validator=_positive)
-    """Candidate p95 latency may be at most this multiple of live's (plus 1 ms slack)."""
+    """Candidate p95 latency may be at most this multiple of live's on the same inputs (the
+    paired latencies, plus 1 ms slack)."""
     canary_shadow_fraction: float = attrs.field(default=0.05, validator=_fraction)
     """Share of live-answered requests also scored by the candidate to measure disagreement."""
+    canary_min_pairs: int = attrs.field(default=50, validator=_non_negative)
+    """Paired latencies (the same texts timed on live and candidate) a canary needs before its
+    latency is judged; never more than `canary_min_requests`. 0 does not judge latency."""
+    canary_pair_cpu_share: float = attrs.field(default=0.1, validator=_fraction)
+    """Most of one core the paired timing may use; requests beyond it are not paired (never
+    queued). 0 turns paired timing off, and with it the latency test."""
+    canary_pair_max_texts: int = attrs.field(default=16, validator=_positive)
+    """A batch is paired on its first this many texts."""
+    canary_key: str | None = attrs.field(default=None, repr=False, validator=_canary_key)
+    """Secret of the keyed hash that assigns client keys to the canary; a fleet sets the same
+    value everywhere. Unset: a random key per host (`<state dir>/canary.key`). Never logged."""
 
     retain_previous: bool = False
     """Keep the previous version warm in the idle slot for instant rollback."""

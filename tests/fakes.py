@@ -68,10 +68,40 @@ class BrokenModel(KeywordModel):
         return good
 
 
+class CachingModel(KeywordModel):
+    """Caches single texts as the ensemble does; `uncached` is its cache-free entry point.
+    `delay_s` is the cost of scoring (a cache hit costs nothing)."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        super().__init__(delay_s)
+        self.cache: dict[str, NDArray[np.float64]] = {}
+        self.cached_calls = 0
+        self.uncached_calls: list[int] = []
+        """Number of texts of each uncached call."""
+        self.lock = threading.Lock()
+
+    def predict_texts(self, texts: Sequence[str]) -> NDArray[np.float64]:
+        self.cached_calls += 1
+        if len(texts) == 1 and texts[0] in self.cache:
+            return self.cache[texts[0]].copy()
+        out = super().predict_texts(texts)
+        if len(texts) == 1:
+            self.cache[texts[0]] = out.copy()
+        return out
+
+    def uncached(self, texts: Sequence[str]) -> NDArray[np.float64]:
+        with self.lock:
+            self.uncached_calls.append(len(texts))
+        return super().predict_texts(texts)
+
+
 def loaded(version: int, model: Any = None, name: str = "m") -> LoadedModel:
     model = model or KeywordModel()
     ref = ModelRef(name, version, f"models:/{name}/{version}", run_id=f"run{version}")
-    return LoadedModel(ref, model.predict_texts, None, True, keepalive=model)
+    return LoadedModel(
+        ref, model.predict_texts, None, True, keepalive=model,
+        uncached_fn=getattr(model, "uncached", None),
+    )  # fmt: skip
 
 
 class FakeLoader:
@@ -99,7 +129,10 @@ class FakeLoader:
         if ref.version in self.failures:
             raise self.failures[ref.version]
         model = self.factories.get(ref.version, KeywordModel)()
-        return LoadedModel(ref, model.predict_texts, None, True, keepalive=model)
+        return LoadedModel(
+            ref, model.predict_texts, None, True, keepalive=model,
+            uncached_fn=getattr(model, "uncached", None),
+        )  # fmt: skip
 
     def abort(self) -> None:
         self.aborts += 1

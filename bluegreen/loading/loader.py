@@ -38,7 +38,10 @@ def map_bundle(ref: ModelRef, entry: Path, cache: VersionCache) -> LoadedModel:
         lease.release()
         raise
     weakref.finalize(model, lease.release)
-    return LoadedModel(ref, model.predict_texts, None, True, keepalive=model, collect_on_free=False)
+    return LoadedModel(
+        ref, model.predict_texts, None, True, keepalive=model, collect_on_free=False,
+        uncached_fn=model.compiled.predict_proba,
+    )  # fmt: skip
 
 
 def warm_mapped_kernels(scratch_root: Path) -> None:

@@ -1,4 +1,10 @@
-"""The canary verdict: a pure function of the candidate's and live slot's traffic windows."""
+"""The canary verdict: a pure function of the candidate's and live slot's traffic windows.
+
+Errors are judged on real traffic. Latency is judged only on the candidate's paired latencies
+(the same texts timed on both versions back to back), never on what each slot happened to
+receive: a client that sees which slot answered can send slow batches to one and cached short
+texts to the other, and would otherwise decide the verdict.
+"""
 
 from __future__ import annotations
 
@@ -25,9 +31,18 @@ class CanaryPolicy:
     max_seconds: float = 900.0
     max_error_rate_delta: float = 0.01
     max_p95_ratio: float = 2.0
+    """Bound on candidate p95 / live p95 over the paired latencies (plus `P95_SLACK_S`)."""
+    min_pairs: int = 50
+    """Paired latencies needed before latency is judged (never more than `min_requests`);
+    the canary waits for them until `max_seconds`. 0: latency is not judged."""
     fast_fail_min_requests: int = 20
     fast_fail_error_rate: float = 0.5
     """Reject at once, without waiting for the window, when this many requests fail this much."""
+
+    @property
+    def pairs_needed(self) -> int:
+        # A canary its operator lets decide on N requests needs no more than N pairs.
+        return min(self.min_pairs, self.min_requests)
 
 
 @attrs.frozen
@@ -49,9 +64,17 @@ def judge(
             Decision.REJECT,
             f"error rate {candidate.error_rate:.1%} over {candidate.requests} requests",
         )
-    enough = candidate.requests >= policy.min_requests and elapsed >= policy.min_seconds
+    pairs = len(candidate.pairs)
+    enough = (
+        candidate.requests >= policy.min_requests
+        and elapsed >= policy.min_seconds
+        and pairs >= policy.pairs_needed
+    )
     if not enough and elapsed < policy.max_seconds:
-        return Verdict(Decision.WAIT, f"{candidate.requests} requests after {elapsed:.0f}s")
+        return Verdict(
+            Decision.WAIT,
+            f"{candidate.requests} requests, {pairs} latency pairs after {elapsed:.0f}s",
+        )
     if candidate.requests == 0:
         # No traffic reached it in max_seconds: smoke passed and nothing speaks against it.
         return Verdict(Decision.PROMOTE, "no canary traffic within the maximum window")
@@ -62,15 +85,18 @@ def judge(
             f"error rate {candidate.error_rate:.2%} > live {live.error_rate:.2%} + "
             f"{policy.max_error_rate_delta:.2%}",
         )
-    live_p95, candidate_p95 = live.p95(), candidate.p95()
-    if live.latencies and candidate_p95 > live_p95 * policy.max_p95_ratio + P95_SLACK_S:
+    summary = f"{candidate.requests} requests, error rate {candidate.error_rate:.2%}"
+    if policy.min_pairs <= 0 or pairs == 0 or pairs < policy.pairs_needed:
+        return Verdict(Decision.PROMOTE, f"{summary}, latency not judged ({pairs} pairs)")
+    live_p95, candidate_p95 = candidate.pairs.p95s()
+    if candidate_p95 > live_p95 * policy.max_p95_ratio + P95_SLACK_S:
         return Verdict(
             Decision.REJECT,
             f"p95 {candidate_p95 * 1000:.2f} ms > {policy.max_p95_ratio}x live "
-            f"{live_p95 * 1000:.2f} ms",
+            f"{live_p95 * 1000:.2f} ms on the same inputs ({pairs} pairs)",
         )
     return Verdict(
         Decision.PROMOTE,
-        f"{candidate.requests} requests, error rate {candidate.error_rate:.2%}, "
-        f"p95 {candidate_p95 * 1000:.2f} ms (live {live_p95 * 1000:.2f} ms)",
+        f"{summary}, p95 {candidate_p95 * 1000:.2f} ms (live {live_p95 * 1000:.2f} ms on the "
+        f"same inputs, {pairs} pairs)",
     )

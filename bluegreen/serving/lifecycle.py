@@ -10,6 +10,7 @@ import asyncio
 import enum
 import gc
 import logging
+import secrets
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ import attrs
 from bluegreen import metrics
 from bluegreen.heap import malloc_trim
 from bluegreen.logging import event
+from bluegreen.serving.assignment import KEY_BYTES
 from bluegreen.serving.canary import CanaryPolicy, Decision, judge
 from bluegreen.serving.model_handle import LoadedModel, ModelRef
 from bluegreen.serving.router import Router, Snapshot
@@ -106,6 +108,9 @@ class LifecycleConfig:
     smoke_min_golden_accuracy: float = 0.6
     canary_policy: CanaryPolicy = attrs.field(factory=CanaryPolicy)
     canary_check_interval_s: float = 0.5
+    canary_key: bytes = attrs.field(factory=lambda: secrets.token_bytes(KEY_BYTES), repr=False)
+    """Secret of the keyed hash that assigns client keys to the canary: the same in every
+    process that should agree (`assignment.resolve_key`)."""
 
 
 class SlotManager:
@@ -167,6 +172,11 @@ class SlotManager:
             "last_failure": self.last_failure,
             "slots": [s.describe() for s in self.slots],
         }
+
+    def _snapshot(
+        self, live: Slot | None, candidate: Slot | None = None, share: float = 0.0
+    ) -> Snapshot:
+        return Snapshot(live, candidate, share, key=self.config.canary_key)
 
     # --- deploy ----------------------------------------------------------------------------
     async def deploy(self, ref: ModelRef, *, canary: bool = True) -> DeployResult:
@@ -367,7 +377,7 @@ class SlotManager:
         old = self.live
         slot.transition(SlotState.LIVE)
         self._stop_canary_task()
-        self.router.publish(Snapshot(live=slot))
+        self.router.publish(self._snapshot(slot))
         metrics.CANARY_SHARE.set(0)
         name = self.config.model_name
         metrics.MODEL_VERSION_INFO.labels(name, str(slot.version), slot.name).set(1)
@@ -451,7 +461,7 @@ class SlotManager:
         live.reset_window()
         slot.reset_window()
         share = self.canary_percent / 100
-        self.router.publish(Snapshot(live=live, candidate=slot, canary_share=share))
+        self.router.publish(self._snapshot(live, slot, share))
         metrics.CANARY_SHARE.set(share)
         event(log, "canary.started", version=slot.version, slot=slot.name,
               live_version=live.version, share=share)  # fmt: skip
@@ -497,7 +507,7 @@ class SlotManager:
         """Take the candidate out of traffic, let its requests finish, free it."""
         live = self.live
         self._stop_canary_task()
-        self.router.publish(Snapshot(live=live))
+        self.router.publish(self._snapshot(live))
         metrics.CANARY_SHARE.set(0)
         event(log, "canary.ended", version=slot.version, slot=slot.name, reason=reason)
         slot.transition(SlotState.DRAINING)

@@ -47,12 +47,22 @@ class LoadedModel:
     collect_on_free: bool = True
     """Run `gc.collect()` after freeing: a generic pyfunc's load leaves cycles behind (MLflow's
     per-download thread pools), a mapped bundle only reference-counted arrays."""
+    uncached_fn: PredictFn | None = None
+    """The model without its per-text cache, for timing two versions on the same texts (the
+    canary's paired latencies); None when the model has no such entry point."""
 
     def predict(self, texts: Sequence[str]) -> NDArray[np.float64]:
-        raw = self._predict_fn(texts)
+        return self._finish(self._predict_fn(texts), len(texts))
+
+    def predict_uncached(self, texts: Sequence[str]) -> NDArray[np.float64]:
+        """Like `predict`, bypassing the model's result cache where it has one."""
+        fn = self.uncached_fn if self.uncached_fn is not None else self._predict_fn
+        return self._finish(fn(texts), len(texts))
+
+    def _finish(self, raw: Any, n: int) -> NDArray[np.float64]:
         if self._column_order is not None:
             raw = np.asarray(raw)[:, self._column_order]
-        return check_probabilities(raw, len(texts))
+        return check_probabilities(raw, n)
 
 
 def _column_order(labels: Sequence[str]) -> tuple[int, ...] | None:

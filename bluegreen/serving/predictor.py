@@ -1,6 +1,8 @@
 """The request path: admit, pick a slot from the snapshot, lease it, predict, release.
 
 A canary failure is retried on the live slot, so a bad candidate costs latency, not errors.
+During a canary, answered requests are offered to the `PairScorer`, which times a bounded
+sample of them on both versions off the request path (the canary's latency evidence).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from bluegreen import metrics
 from bluegreen.logging import event
 from bluegreen.serving.contract import LABELS
 from bluegreen.serving.lifecycle import SlotManager
+from bluegreen.serving.pairing import PairScorer
 from bluegreen.serving.slot import Slot
 
 log = logging.getLogger("bluegreen.predictor")
@@ -60,8 +63,10 @@ class Predictor:
         inline_max_chars: int,
         shadow_fraction: float,
         model_name: str,
+        pairs: PairScorer | None = None,
     ) -> None:
         self._manager = manager
+        self._pairs = pairs
         self._executor = executor
         self._max_pending = max_pending
         self._inline_max_chars = inline_max_chars
@@ -97,6 +102,8 @@ class Predictor:
                 # The candidate failed: answer from live; the canary judge sees the error.
                 result = await self._run(live, texts)
             else:
+                if self._pairs is not None and snapshot.candidate is not None:
+                    self._pairs.offer(snapshot, texts)
                 if (
                     slot is snapshot.live
                     and snapshot.candidate is not None

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import random
-import zlib
+import secrets
 
 import attrs
 
+from bluegreen.serving.assignment import BUCKETS, KEY_BYTES, bucket
 from bluegreen.serving.slot import Slot
 
-_BUCKETS = 10_000
+_PROCESS_KEY = secrets.token_bytes(KEY_BYTES)
+"""For snapshots built without a key (tests, the empty start): sticky within this process."""
 
 
 @attrs.frozen
@@ -20,6 +22,8 @@ class Snapshot:
     candidate: Slot | None = None
     canary_share: float = 0.0
     """0..1 share of traffic the candidate answers."""
+    key: bytes = attrs.field(default=_PROCESS_KEY, repr=False)
+    """Secret of the keyed hash that places a client key in a bucket (see `assignment`)."""
 
     def choose(self, client_key: str | None, rng: random.Random | None = None) -> Slot | None:
         """Pick the slot for one request: sticky by `client_key` when given, random otherwise."""
@@ -28,8 +32,7 @@ class Snapshot:
         if self.live is None or self.canary_share >= 1:
             return self.candidate
         if client_key:
-            bucket = zlib.crc32(client_key.encode("utf-8", "surrogatepass")) % _BUCKETS
-            to_candidate = bucket < self.canary_share * _BUCKETS
+            to_candidate = bucket(self.key, client_key) < self.canary_share * BUCKETS
         else:
             to_candidate = (rng or random).random() < self.canary_share
         return self.candidate if to_candidate else self.live

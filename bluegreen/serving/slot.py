@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import enum
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -43,9 +44,38 @@ class InvalidTransition(RuntimeError):
     pass
 
 
+def p95(values: Iterable[float]) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+
+
+@attrs.define(eq=False)
+class PairedLatencies:
+    """Latencies of the same texts scored on live and on the candidate, back to back: the
+    canary's latency evidence, which no client can skew by choosing what each slot receives."""
+
+    pairs: collections.deque[tuple[float, float]] = attrs.field(
+        factory=lambda: collections.deque(maxlen=5_000)
+    )
+    """(live seconds, candidate seconds)"""
+
+    def record(self, live_s: float, candidate_s: float) -> None:
+        self.pairs.append((live_s, candidate_s))
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def p95s(self) -> tuple[float, float]:
+        """(live p95, candidate p95) over the pairs."""
+        return p95(live for live, _ in self.pairs), p95(cand for _, cand in self.pairs)
+
+
 @attrs.define(eq=False)
 class TrafficWindow:
-    """Requests, errors and latencies a slot saw since the window opened (canary judging)."""
+    """Requests, errors and latencies a slot saw since the window opened (canary judging).
+    A candidate's window also holds its latencies paired with live's on the same inputs."""
 
     started_at: float = attrs.field(factory=time.monotonic)
     requests: int = 0
@@ -53,6 +83,7 @@ class TrafficWindow:
     latencies: collections.deque[float] = attrs.field(
         factory=lambda: collections.deque(maxlen=20_000)
     )
+    pairs: PairedLatencies = attrs.field(factory=PairedLatencies)
 
     def record(self, latency_s: float, ok: bool) -> None:
         self.requests += 1
@@ -66,10 +97,7 @@ class TrafficWindow:
         return self.errors / self.requests if self.requests else 0.0
 
     def p95(self) -> float:
-        if not self.latencies:
-            return 0.0
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        return p95(self.latencies)
 
 
 @attrs.define(eq=False)
@@ -117,12 +145,17 @@ class Slot:
         return model
 
     def release(self, latency_s: float, ok: bool) -> None:
-        self.inflight -= 1
-        self._inflight_gauge.dec()
+        self.release_lease()
         self.requests += 1
         if not ok:
             self.errors += 1
         self.window.record(latency_s, ok)
+
+    def release_lease(self) -> None:
+        """End a lease that was not a request (paired scoring): the drain waits for it, the
+        canary window does not count it."""
+        self.inflight -= 1
+        self._inflight_gauge.dec()
 
     def reset_window(self) -> None:
         self.window = TrafficWindow()

@@ -205,3 +205,26 @@ def test_text_limits_never_exceed_what_the_model_reads() -> None:
         from_env(max_text_chars="1000", max_batch_chars="999")
     with pytest.raises(SettingsError, match="BLUEGREEN_MAX_BATCH_CHARS"):
         from_env(max_batch_chars="0")
+
+
+def test_canary_pairing_defaults_and_bounds() -> None:
+    s = Settings.from_env({})
+    assert (s.canary_min_pairs, s.canary_pair_cpu_share, s.canary_pair_max_texts) == (50, 0.1, 16)
+    assert s.canary_key is None
+    assert from_env(canary_pair_cpu_share="0").canary_pair_cpu_share == 0.0
+    for name, raw in [
+        ("canary_pair_cpu_share", "1.5"), ("canary_pair_cpu_share", "nan"),
+        ("canary_pair_max_texts", "0"), ("canary_min_pairs", "-1"),
+    ]:  # fmt: skip
+        with pytest.raises(SettingsError, match=f"BLUEGREEN_{name.upper()}"):
+            from_env(**{name: raw})
+
+
+def test_canary_key_is_a_secret() -> None:
+    s = from_env(canary_key="fleet-wide-canary-secret")
+    assert s.canary_key == "fleet-wide-canary-secret"
+    assert "fleet-wide-canary-secret" not in repr(s) + str(s)
+    with pytest.raises(SettingsError, match="BLUEGREEN_CANARY_KEY") as raised:
+        from_env(canary_key="short-secret")
+    assert "short-secret" not in str(raised.value)
+    assert from_env(canary_key="").canary_key is None

@@ -421,6 +421,26 @@ async def test_deploy_with_canary_percent_starts_a_canary(make: ManagerFactory) 
     assert (await manager.deploy(ref(2))).outcome is Outcome.UNCHANGED
 
 
+async def test_canary_assignment_uses_the_configured_key(make: ManagerFactory) -> None:
+    """Workers given one key send each client to the same slot; another key splits apart."""
+    never = CanaryPolicy(min_requests=10**6)
+    same = [make(canary_percent=50, canary_policy=never, canary_key=b"k" * 32) for _ in "ab"]
+    other = make(canary_percent=50, canary_policy=never, canary_key=b"x" * 32)
+    for manager in (*same, other):
+        await manager.deploy(ref(1))
+        await manager.deploy(ref(2))
+        manager.set_canary_percent(40)  # a new snapshot keeps the key
+    keys = [f"user-{i}" for i in range(2000)]
+
+    def versions(m: SlotManager) -> list[int | None]:
+        chosen = [m.router.snapshot.choose(k) for k in keys]
+        return [slot.version if slot else None for slot in chosen]
+
+    assert versions(same[0]) == versions(same[1])
+    assert 0.3 < versions(same[0]).count(2) / len(keys) < 0.5
+    assert versions(other) != versions(same[0])
+
+
 async def test_canary_false_promotes_directly(make: ManagerFactory) -> None:
     manager = make(canary_percent=20)
     await manager.deploy(ref(1))
@@ -443,6 +463,10 @@ async def test_judge_promotes_after_enough_traffic(
     assert manager.candidate is cand  # no traffic yet: it waits
     traffic(live, 20)
     traffic(cand, 5)
+    await asyncio.sleep(0.05)
+    assert manager.candidate is cand  # enough requests, but no latency pairs yet: it waits
+    for _ in range(5):
+        cand.window.pairs.record(0.001, 0.001)
     await eventually(lambda: manager.live is cand)
     assert manager.candidate is None
     assert cand.state is SlotState.LIVE

@@ -10,9 +10,17 @@ import pytest
 
 from bluegreen.serving.canary import CanaryPolicy
 from bluegreen.serving.lifecycle import LifecycleConfig, SlotManager
+from bluegreen.serving.pairing import PairScorer
 from bluegreen.serving.predictor import ModelFailed, NoLiveModel, Overloaded, Predictor
 from bluegreen.serving.slot import Slot
-from tests.fakes import CountingExecutor, FakeLoader, KeywordModel, SwitchableModel, loaded
+from tests.fakes import (
+    CachingModel,
+    CountingExecutor,
+    FakeLoader,
+    KeywordModel,
+    SwitchableModel,
+    loaded,
+)
 from tests.unit.helpers import ManagerFactory, eventually, metric, ref
 
 NEVER = CanaryPolicy(min_requests=10**9, min_seconds=10**6, max_seconds=10**7)
@@ -34,6 +42,7 @@ def predictor_for(
     max_pending: int = 100,
     shadow: float = 0.0,
     name: str = "m",
+    pairs: PairScorer | None = None,
 ) -> Predictor:
     return Predictor(
         manager,
@@ -42,6 +51,7 @@ def predictor_for(
         inline_max_chars=INLINE_MAX,
         shadow_fraction=shadow,
         model_name=name,
+        pairs=pairs,
     )
 
 
@@ -257,3 +267,28 @@ async def test_executor_does_not_pin_the_model_once_the_lease_is_released(
         del model
         pinned += probe() is not None
     assert pinned == 0, f"{pinned} of 300 models still referenced after their lease ended"
+
+
+async def test_answered_requests_are_paired_during_a_canary_only(
+    make: ManagerFactory, loader: FakeLoader, predict_pool: CountingExecutor, name: str
+) -> None:
+    loader.factories[1] = loader.factories[2] = CachingModel
+    manager = make(canary_percent=50, canary_policy=NEVER, canary_key=bytes(32))
+    pair_pool = CountingExecutor(1)
+    pairs = PairScorer(pair_pool, cpu_share=1.0, max_texts=16, model_name=name)
+    predictor = predictor_for(manager, predict_pool, name=name, pairs=pairs)
+    try:
+        await manager.deploy(ref(1))
+        await predictor.predict(["최고"])
+        assert pair_pool.submitted == 0  # nothing to compare with
+        await manager.deploy(ref(2))
+        cand = manager.candidate
+        assert cand is not None
+        for i in range(20):
+            await predictor.predict([f"최고 {i}"], client_key=f"user-{i}")
+            await eventually(lambda: not pairs.busy)
+        assert len(cand.window.pairs) == pair_pool.submitted == 20
+        # Pairs are extra work, not requests: the window counts the candidate's own answers.
+        assert 0 < cand.window.requests < 20
+    finally:
+        pair_pool.shutdown(wait=False, cancel_futures=True)

@@ -157,3 +157,19 @@ def test_non_ascii_and_surrogate_keys_do_not_crash(live: Slot, cand: Slot) -> No
     for key in ["한국어-요청", "😀", "\udcff-lone-surrogate"]:
         assert snap.choose(key) in (live, cand)
         assert snap.choose(key) is snap.choose(key)
+
+
+def test_assignment_follows_the_snapshot_key(live: Slot, cand: Slot) -> None:
+    keys = [f"client-{i}" for i in range(N)]
+    a = Snapshot(live=live, candidate=cand, canary_share=0.5, key=b"a" * 32)
+    same = Snapshot(live=live, candidate=cand, canary_share=0.5, key=b"a" * 32)
+    other = Snapshot(live=live, candidate=cand, canary_share=0.5, key=b"b" * 32)
+    assert [a.choose(k) for k in keys] == [same.choose(k) for k in keys]
+    moved = sum(a.choose(k) is not other.choose(k) for k in keys) / N
+    assert abs(moved - 0.5) < 0.03, moved  # another key: an independent split
+
+
+def test_the_key_is_not_in_the_snapshot_repr(live: Slot, cand: Slot) -> None:
+    snap = Snapshot(live=live, candidate=cand, canary_share=0.5, key=b"\x01" * 32)
+    assert "key" not in repr(snap)
+    assert "\\x01" not in repr(snap)
