@@ -17,6 +17,7 @@ def _ok(passed: bool) -> str:
 SWAP_P99_GOAL = 1.25
 SWAP_STALL_GOAL_MS = 5.0
 SHARED_MEMORY_GOAL = 1.3
+EDGE_RPS_GOAL = 0.97  # the edge protocol may cost no more than run-to-run noise
 
 
 def _publish(path: str | Path, name: str | None = None) -> str:
@@ -134,6 +135,14 @@ def write_report(results: dict[str, Any], out: Path, target: Path) -> None:
             f"| 6. 2 workers vs 1 worker /predict req/s (2 cores, wrk on the same cores) | — | "
             f"{t['ratios']['predict_w2_vs_w1_rps']}× | — |"
         )
+    edge = results.get("edge_protocol")
+    if edge:
+        ratio, spread = edge["ratios"]["rps"], edge["rps_spread"]
+        summary_rows.append(
+            f"| 7. /predict req/s, edge protocol / stock uvicorn httptools (1 worker, side by "
+            f"side) | ≥ {EDGE_RPS_GOAL} or within noise | {ratio}× (run-to-run spread "
+            f"{spread:.1%}) | {_ok(ratio >= min(EDGE_RPS_GOAL, 1 - spread))} |"
+        )
     lines += ["## Summary", "", "| benchmark | goal | measured | |", "|---|---|---|---|"]
     lines += [*summary_rows, ""]
 
@@ -151,6 +160,9 @@ def write_report(results: dict[str, Any], out: Path, target: Path) -> None:
         lines += _model_section(results["model_costs"])
     if t:
         lines += _scaling_section(t)
+    if edge:
+        lines += _edge_section(edge)
+    if t:
         lines += _limits_section(t, results.get("model_costs"))
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -419,6 +431,49 @@ def _scaling_section(t: dict[str, Any]) -> list[str]:
         "does for large models.",
         "",
     ]
+
+
+def _edge_section(edge: dict[str, Any]) -> list[str]:
+    from bench.edge_protocol import SERVERS
+
+    lines = [
+        "## 7. The HTTP edge protocol vs stock uvicorn",
+        "",
+        "The same app, model and uvicorn options on two servers, one on "
+        "`bluegreen.edge.protocol` (head size and deadline, connection cap, requests-in-flight "
+        f"cap), one on uvicorn's stock httptools protocol (`bench/plain_uvicorn.py`); wrk -t1 "
+        f"-c{edge['connections']} -d{edge['duration_s']:.0f}s POST /predict, {edge['rounds']} "
+        "rounds interleaved ABBA, medians shown.",
+        "",
+        "| protocol | req/s | p50 ms | p99 ms | errors | server CPU ms/request |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind, label in SERVERS.items():
+        r = edge["median"][kind]
+        lines.append(
+            f"| {label} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+            f"{r['errors']:.0f} | {r['server_cpu_ms_per_request']:.3f} |"
+        )
+    ratios = edge["ratios"]
+    lines += [
+        "",
+        f"- edge / stock requests/s: **{ratios['rps']}×** (median of the rounds' adjacent "
+        f"pairs; {ratios['rps_of_medians']}× as a ratio of the medians); p99 {ratios['p99']}; "
+        f"server CPU per request {ratios['server_cpu_per_request']}. Run-to-run spread of one "
+        f"server against itself: {edge['rps_spread']:.1%}.",
+    ]
+    cost = edge.get("protocol_cost")
+    if cost:
+        us = cost["us_per_request"]
+        lines.append(
+            f"- The protocol alone (both classes in one process on uvloop, a no-op app, "
+            f"{cost['requests']} keep-alive requests × {cost['rounds']} rounds): edge "
+            f"{us['edge']} µs vs stock {us['plain']} µs of CPU per request, "
+            f"{cost['extra_us_per_request']:+} µs; against the stock server's CPU per /predict "
+            f"that is a ratio of {edge['implied_rps_ratio']}."
+        )
+    lines.append("")
+    return lines
 
 
 def _limits_section(t: dict[str, Any], mc: dict[str, Any] | None) -> list[str]:

@@ -8,6 +8,14 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bluegreen.settings import Settings
+
+# An import string, not the class: importing it here would import prometheus_client (through
+# bluegreen.metrics) before the multiprocess directory is set, and workers import it anyway.
+EDGE_PROTOCOL = "bluegreen.edge.protocol:EdgeProtocol"
 
 
 def prepare_multiprocess_dir() -> None:
@@ -23,7 +31,32 @@ def prepare_multiprocess_dir() -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
-def _serve(args: argparse.Namespace) -> int:
+def uvicorn_options(settings: Settings, *, http: str = EDGE_PROTOCOL) -> dict[str, Any]:
+    """Everything `serve` passes to `uvicorn.run` but the app, host, port and workers."""
+    return {
+        "factory": True,
+        "http": http,
+        "ws": "none",  # no WebSocket routes: an upgrade request is an ordinary HTTP request
+        "log_config": None,
+        "access_log": False,
+        "timeout_keep_alive": 5,
+        "timeout_graceful_shutdown": int(settings.drain_timeout_s),
+        # Requests in flight per worker (the edge protocol does not count idle connections;
+        # probes are exempt). A backstop well above the app's own admission limit: the
+        # app's `overloaded` 503 carries the app's context, so the app should shed first.
+        "limit_concurrency": settings.max_pending_requests * 2 + 256,
+        "backlog": 2048,
+        # uvicorn trusts X-Forwarded-For from loopback by default: any local client could
+        # then write the peer address the app (and its audit log) sees.
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": list(settings.trusted_proxies) or None,
+    }
+
+
+def serve(args: argparse.Namespace, *, http: str = EDGE_PROTOCOL) -> int:
+    """`bluegreen serve`; `http` names uvicorn's HTTP protocol (the benchmark's baseline
+    passes uvicorn's stock "httptools")."""
+    from bluegreen.edge.fd_limit import raise_open_files_limit
     from bluegreen.settings import Settings, SettingsError
 
     try:
@@ -37,6 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str((settings.state_dir / "prometheus").resolve())
     prepare_multiprocess_dir()
+    raise_open_files_limit()  # before uvicorn spawns workers: they inherit it
     import signal
 
     import uvicorn
@@ -48,18 +82,10 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: None)
     uvicorn.run(
         "bluegreen.app:create_app",
-        factory=True,
         host=host,
         port=port,
         workers=workers,
-        log_config=None,
-        access_log=False,
-        timeout_keep_alive=5,
-        timeout_graceful_shutdown=int(settings.drain_timeout_s),
-        # A backstop well above the app's own admission limit: uvicorn's 503 has no
-        # Retry-After, the app's `overloaded` 503 has one, so the app should shed first.
-        limit_concurrency=settings.max_pending_requests * 2 + 256,
-        backlog=2048,
+        **uvicorn_options(settings, http=http),
     )
     return 0
 
@@ -72,14 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         return train_main(argv)
     parser = argparse.ArgumentParser(prog="bluegreen")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the API (uvicorn)")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int)
+    serve_cmd = sub.add_parser("serve", help="run the API (uvicorn)")
+    serve_cmd.add_argument("--host")
+    serve_cmd.add_argument("--port", type=int)
+    serve_cmd.add_argument("--workers", type=int)
     sub.add_parser("train", help="train the ensemble (see `bluegreen train --help`)")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return _serve(args)
+        return serve(args)
     return 2
 
 

@@ -227,6 +227,14 @@ REGISTRY_LAST_SUCCESS = Gauge(
     multiprocess_mode="livemax",
 )
 
+# --- HTTP edge (bluegreen/edge/) -----------------------------------------------------------------
+HTTP_CONNECTIONS_CLOSED = Counter(
+    "bluegreen_http_connections_closed",
+    "Connections the server closed itself: header_timeout, header_too_large, evicted (at the "
+    "connection cap, the least recently active idle one), refused (at the cap, all busy)",
+    ["reason"],
+)
+
 # --- process -----------------------------------------------------------------------------------
 PROCESS_RSS = Gauge(
     "bluegreen_process_resident_memory_bytes",
@@ -297,5 +305,7 @@ def initialize(model_name: str) -> None:
         CANARY_PAIRS.labels(model_name, result)
     for result in ("ok", "error"):
         REGISTRY_POLLS.labels(result)
-    for reason in ("overloaded", "no_model"):
+    for reason in ("overloaded", "no_model", "in_flight_cap"):
         REQUESTS_SHED.labels(reason)
+    for reason in ("header_timeout", "header_too_large", "evicted", "refused"):
+        HTTP_CONNECTIONS_CLOSED.labels(reason)

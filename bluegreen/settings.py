@@ -6,6 +6,7 @@ tools share. Names listed in DESIGN.md section 6a are a stable contract.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -68,6 +69,22 @@ def _canary_key(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> N
     # The value is a secret: the message names the setting, never what it was set to.
     if value is not None and len(value) < 16:
         raise SettingsError(f"{ENV_PREFIX}{attribute.name.upper()} must be at least 16 characters")
+
+
+def _networks(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    # strict: uvicorn would take a network with host bits set ("10.0.0.1/8") as a literal
+    # name that never matches, silently trusting nobody.
+    for item in value:
+        try:
+            if "/" in item:
+                ipaddress.ip_network(item)
+            else:
+                ipaddress.ip_address(item)
+        except ValueError:
+            raise SettingsError(
+                f"{ENV_PREFIX}{attribute.name.upper()} must be comma-separated IP addresses or "
+                f"CIDR networks, got {item!r}"
+            ) from None
 
 
 @attrs.frozen(kw_only=True)
@@ -137,6 +154,17 @@ class Settings:
     request_timeout_s: float = attrs.field(default=10.0, validator=_positive)
     body_timeout_s: float = attrs.field(default=15.0, validator=_positive)
     """Longest time to receive a whole request body; a slower client (slowloris) gets 408."""
+    max_header_bytes: int = attrs.field(default=32_768, validator=_positive)
+    """Request line plus headers; a larger head gets 431 and the connection is closed."""
+    header_timeout_s: float = attrs.field(default=5.0, validator=_positive)
+    """A connection must complete a request head this long after its accept, or after the
+    first byte of a later request on it; else it is closed (idle sockets, slowloris heads)."""
+    max_connections: int = attrs.field(default=4096, validator=_positive)
+    """Open connections per worker, lowered to fit the open-file limit. At the cap a new
+    connection closes the least recently active one that has no request in flight."""
+    trusted_proxies: tuple[str, ...] = attrs.field(default=(), validator=_networks)
+    """Peers (IP addresses, CIDR networks) whose X-Forwarded-For/-Proto are believed. Empty:
+    forwarded headers are ignored and the client is always the TCP peer."""
     predict_threads: int = attrs.field(default=2, validator=_positive)
     inline_predict_max_chars: int = attrs.field(default=300, validator=_non_negative)
     """Single texts up to this length are scored on the event loop (tens of µs; a thread hop

@@ -254,3 +254,50 @@ class CountingExecutor(ThreadPoolExecutor):
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
         self.submitted += 1
         return super().submit(fn, *args, **kwargs)
+
+
+class FakeTransport:
+    """The parts of an asyncio TCP transport that uvicorn's HTTP protocols use, recording what
+    the server wrote and whether it half-closed (write_eof) or closed the connection. Closing
+    delivers `connection_lost` on the next loop iteration, as a real transport does."""
+
+    def __init__(self, peer: tuple[str, int] = ("127.0.0.1", 50000)) -> None:
+        self.peer = peer
+        self.written = bytearray()
+        self.closed = False
+        self.eof_written = False
+        self.reading = True
+        self.protocol: Any = None
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": self.peer, "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def write(self, data: bytes) -> None:
+        assert not self.eof_written, "write after write_eof"
+        self.written += data
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof_written = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.protocol is not None:
+                import asyncio
+
+                asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol

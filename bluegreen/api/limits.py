@@ -4,7 +4,7 @@ uvicorn times out idle keep-alive connections but not a client that sends a body
 (slowloris): the handler would wait on `receive()` forever while holding a connection and a
 `limit_concurrency` place. This middleware gives the whole body `timeout_s` from the first
 read; past it the request fails with 408 and uvicorn closes the connection. Header reads are
-not visible to an ASGI app: bound them at the proxy/ingress in front of uvicorn.
+not visible to an ASGI app: the server's HTTP protocol bounds them (`bluegreen/edge/`).
 """
 
 from __future__ import annotations

@@ -228,3 +228,28 @@ def test_canary_key_is_a_secret() -> None:
         from_env(canary_key="short-secret")
     assert "short-secret" not in str(raised.value)
     assert from_env(canary_key="").canary_key is None
+
+
+def test_edge_defaults_bound_the_head_and_trust_no_proxy() -> None:
+    s = Settings.from_env({})
+    assert s.max_header_bytes == 32_768
+    assert 0 < s.header_timeout_s <= 10
+    assert s.max_connections >= 1000
+    assert s.trusted_proxies == ()
+
+
+def test_trusted_proxies_take_addresses_and_networks() -> None:
+    s = from_env(trusted_proxies="10.0.0.0/8, 192.0.2.7,2001:db8::/32")
+    assert s.trusted_proxies == ("10.0.0.0/8", "192.0.2.7", "2001:db8::/32")
+
+
+@pytest.mark.parametrize("raw", ["*", "proxy.local", "10.0.0.1/8", "300.1.1.1", "10.0.0.0/33"])
+def test_trusted_proxies_reject_what_uvicorn_would_not_match(raw: str) -> None:
+    with pytest.raises(SettingsError, match="BLUEGREEN_TRUSTED_PROXIES"):
+        from_env(trusted_proxies=raw)
+
+
+@pytest.mark.parametrize("name", ["max_header_bytes", "header_timeout_s", "max_connections"])
+def test_edge_limits_must_be_positive(name: str) -> None:
+    with pytest.raises(SettingsError, match=f"BLUEGREEN_{name.upper()}"):
+        from_env(**{name: "0"})
