@@ -9,18 +9,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from bluegreen import metrics
 from bluegreen.api.admin import admin_router
+from bluegreen.api.admin_auth import FailureThrottle
 from bluegreen.api.errors import EXCEPTION_HANDLERS
 from bluegreen.api.health import MetricsController, healthz, readyz
 from bluegreen.api.limits import BodyTimeoutMiddleware
 from bluegreen.api.predict import predict_router
 from bluegreen.api.schemas import strict_struct_schema_plugin
-from bluegreen.api.webhooks import mlflow_webhook
+from bluegreen.api.webhooks import DeliveryLog, mlflow_webhook
 from bluegreen.bootstrap import bootstrap_if_empty
 from bluegreen.logging import configure_logging, event
 from bluegreen.registry import Registry, configure_mlflow_client_env
@@ -33,7 +35,8 @@ PROCESS_SAMPLE_INTERVAL_S = 5.0
 
 async def _bootstrap(runtime: Runtime) -> None:
     """Train a default model on an empty registry, then let the poller start."""
-    runtime.status = "bootstrapping: training the default model on an empty registry"
+    runtime.status = "bootstrapping"
+    runtime.status_detail = "training the default model on an empty registry"
     loop = asyncio.get_running_loop()
     try:
         await loop.run_in_executor(
@@ -41,9 +44,10 @@ async def _bootstrap(runtime: Runtime) -> None:
         )
     except Exception as exc:
         event(log, "bootstrap.failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
-        runtime.status = f"bootstrap failed: {exc}"
+        runtime.status = "bootstrap failed"
+        runtime.status_detail = f"{type(exc).__name__}: {exc}"
     else:
-        runtime.status = "waiting for the registry"
+        runtime.status, runtime.status_detail = "waiting for the registry", None
     finally:
         runtime.controller.ready_gate.set()
 
@@ -105,6 +109,14 @@ def create_app(
             mlflow_webhook,
         ],
         lifespan=[lifespan],
+        state=State(
+            {
+                "admin_throttle": FailureThrottle(
+                    settings.admin_auth_max_failures, settings.admin_auth_window_s
+                ),
+                "webhook_deliveries": DeliveryLog(settings.state_dir / "webhook-deliveries"),
+            }
+        ),
         plugins=[strict_struct_schema_plugin()],
         middleware=[
             metrics.http_metrics_config().middleware,

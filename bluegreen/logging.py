@@ -33,7 +33,9 @@ class JsonFormatter(logging.Formatter):
             payload.update(fields)
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
-        return json.dumps(payload, ensure_ascii=False, default=str)
+        # ASCII-safe: U+0085, U+2028 and U+2029 written raw split a line for many log readers,
+        # so a client-chosen string could forge a second event.
+        return json.dumps(payload, ensure_ascii=True, default=str)
 
 
 def configure_logging(level: str = "INFO") -> None:

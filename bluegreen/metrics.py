@@ -227,6 +227,16 @@ REGISTRY_LAST_SUCCESS = Gauge(
     multiprocess_mode="livemax",
 )
 
+# --- control plane ---------------------------------------------------------------------------
+ADMIN_AUTH_FAILURES = Counter(
+    "bluegreen_admin_auth_failures",
+    "Refused admin requests: missing or invalid token, or a peer throttled after failures",
+    ["reason"],
+)
+WEBHOOK_REPLAYS = Counter(
+    "bluegreen_webhook_replays", "Signed webhook deliveries seen before (not reconciled)"
+)
+
 # --- HTTP edge (bluegreen/edge/) -----------------------------------------------------------------
 HTTP_CONNECTIONS_CLOSED = Counter(
     "bluegreen_http_connections_closed",
@@ -309,3 +319,5 @@ def initialize(model_name: str) -> None:
         REQUESTS_SHED.labels(reason)
     for reason in ("header_timeout", "header_too_large", "evicted", "refused"):
         HTTP_CONNECTIONS_CLOSED.labels(reason)
+    for reason in ("missing", "invalid", "throttled"):
+        ADMIN_AUTH_FAILURES.labels(reason)

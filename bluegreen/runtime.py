@@ -57,6 +57,22 @@ def _open_registry(settings: Settings) -> Registry:
         return open_()
 
 
+_NOT_READY = {
+    "no_target": "no version to serve in the registry",
+    "skipped_rejected": "every candidate version is rejected",
+}
+
+
+@attrs.frozen
+class Readiness:
+    ready: bool
+    reason: str
+    """Generic and public (/readyz): says what is wrong, never error text."""
+    detail: str | None = None
+    """The error text behind `reason`; admin only, since it can name hosts, paths and
+    registry internals."""
+
+
 @attrs.define
 class Runtime:
     settings: Settings
@@ -69,6 +85,7 @@ class Runtime:
     lag_probe: LoopLagProbe
     status: str = "starting"
     """Why the process is not ready yet (bootstrapping, waiting for registry...)."""
+    status_detail: str | None = None
     tasks: list[asyncio.Task[None]] = attrs.Factory(list)
 
     @classmethod
@@ -154,20 +171,21 @@ class Runtime:
         if callable(start):
             start()
 
-    def readiness(self) -> tuple[bool, str]:
+    def readiness(self) -> Readiness:
         live = self.manager.live
         if live is not None:
-            return True, "serving"
+            return Readiness(True, "serving")
         if self.manager.busy:
-            return False, "loading a model version"
+            return Readiness(False, "loading a model version")
         if self.controller.last_error:
-            return False, f"registry unreachable: {self.controller.last_error}"
+            return Readiness(False, "registry unreachable", self.controller.last_error)
         if self.manager.last_failure:
-            return False, f"no servable version: {self.manager.last_failure}"
+            return Readiness(False, "no servable version", self.manager.last_failure)
         result = self.controller.last_result
         if result is not None and result.detail:
-            return False, f"{result.status.value}: {result.detail}"
-        return False, self.status
+            reason = _NOT_READY.get(result.status.value, "no servable version")
+            return Readiness(False, reason, result.detail)
+        return Readiness(False, self.status, self.status_detail)
 
     async def close(self) -> None:
         for task in self.tasks:

@@ -138,6 +138,9 @@ class Settings:
 
     admin_token: str | None = attrs.field(default=None, repr=False)
     """Bearer token for /admin/*; unset disables admin (403). Never logged."""
+    admin_auth_max_failures: int = attrs.field(default=10, validator=_positive)
+    """Failed admin logins one peer may make within `admin_auth_window_s`; then 429."""
+    admin_auth_window_s: float = attrs.field(default=60.0, validator=_positive)
     webhook_secret: str | None = attrs.field(default=None, repr=False)
     """HMAC secret for MLflow registry webhooks; unset disables the webhook route."""
 

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import Any
 
 import msgspec
 from litestar import Request, Router, get, post, put
-from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.exceptions import (
-    NotAuthorizedException,
-    PermissionDeniedException,
-    ValidationException,
-)
-from litestar.handlers.base import BaseRouteHandler
+from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
+from bluegreen.api.admin_auth import actor_of, peer_of, require_admin
 from bluegreen.api.schemas import CanaryRequest, ErrorBody, PromoteRequest
 from bluegreen.logging import event
 from bluegreen.runtime import Runtime
@@ -25,27 +19,14 @@ from bluegreen.runtime import Runtime
 log = logging.getLogger("bluegreen.admin")
 
 ADMIN_ERRORS = {
+    400: ResponseSpec(ErrorBody, description="Invalid body, or an invalid X-Admin-Actor"),
     401: ResponseSpec(ErrorBody, description="Missing or wrong bearer token"),
     403: ResponseSpec(ErrorBody, description="Admin disabled: BLUEGREEN_ADMIN_TOKEN is not set"),
     404: ResponseSpec(ErrorBody, description="Unknown version"),
     409: ResponseSpec(ErrorBody, description="Not possible in the current state"),
     422: ResponseSpec(ErrorBody, description="The version was rejected (load/smoke)"),
+    429: ResponseSpec(ErrorBody, description="Too many failed logins from this peer; Retry-After"),
 }
-
-
-def require_admin(connection: ASGIConnection[Any, Any, Any, Any], __: BaseRouteHandler) -> None:
-    token: str | None = connection.app.state.runtime.settings.admin_token
-    if not token:
-        raise PermissionDeniedException("admin API disabled: BLUEGREEN_ADMIN_TOKEN is not set")
-    header = connection.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
-    # compare_digest on bytes: constant time whatever the presented value is.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        presented.strip().encode("utf-8", "surrogatepass"), token.encode("utf-8")
-    ):
-        raise NotAuthorizedException(
-            "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
-        )
 
 
 async def _strict(request: Request[Any, Any, Any], schema: Any) -> None:
@@ -58,13 +39,14 @@ async def _strict(request: Request[Any, Any, Any], schema: Any) -> None:
 
 
 def _who(request: Request[Any, Any, Any]) -> str:
-    actor = request.headers.get("x-admin-actor", "")[:64]
-    client = request.client.host if request.client else "unknown"
-    return f"{actor or 'admin'}@{client}"
+    """Actor and peer for registry tags and reasons; the actor has no spaces, so the two
+    cannot be confused."""
+    return f"{actor_of(request)} from {peer_of(request)}"
 
 
 def _audit(request: Request[Any, Any, Any], action: str, result: dict[str, Any]) -> None:
-    event(log, "admin.action", action=action, who=_who(request), result=result)
+    event(log, "admin.action", action=action, actor=actor_of(request), peer=peer_of(request),
+          result=result)  # fmt: skip
 
 
 @get(
@@ -76,6 +58,10 @@ async def slots(state: State) -> dict[str, Any]:
     runtime: Runtime = state.runtime
     view = runtime.manager.describe()
     view["model"] = runtime.settings.model_name
+    readiness = runtime.readiness()
+    view["readiness"] = {
+        "ready": readiness.ready, "reason": readiness.reason, "detail": readiness.detail,
+    }  # fmt: skip
     view["registry"] = {
         "last_poll_ok": runtime.controller.last_poll_ok,
         "last_error": runtime.controller.last_error,

@@ -72,7 +72,7 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     names = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
              408: "request_timeout", 413: "payload_too_large",
-             415: "unsupported_media_type"}  # fmt: skip
+             415: "unsupported_media_type", 429: "too_many_requests"}  # fmt: skip
     error = names.get(exc.status_code, "http_error")
     if exc.status_code == 400:
         error = "invalid_json" if "JSON" in str(exc.detail) else "invalid_request"

@@ -26,17 +26,20 @@ async def healthz() -> HealthBody:
 
 @get(
     "/readyz",
-    summary="200 only while a live model serves; 503 with the reason otherwise",
+    summary="200 only while a live model serves; 503 with a generic reason otherwise "
+    "(the details are in /admin/slots)",
     tags=["health"],
 )
 async def readyz(state: State) -> Response[HealthBody]:
     runtime: Runtime = state.runtime
-    ready, reason = runtime.readiness()
+    readiness = runtime.readiness()
     live = runtime.manager.live
-    if ready and live is not None:
+    if readiness.ready and live is not None:
         return Response(HealthBody("ready", live.version, live.name), status_code=200)
     return Response(
-        HealthBody("not_ready", reason=reason), status_code=503, headers={"Retry-After": "5"}
+        HealthBody("not_ready", reason=readiness.reason),
+        status_code=503,
+        headers={"Retry-After": "5"},
     )
 
 

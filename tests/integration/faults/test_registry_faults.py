@@ -35,6 +35,8 @@ def test_registry_unreachable_at_start_then_serves_when_it_returns(
 
         ready = wait_until(not_ready_for_registry, timeout=30, what="readyz names the registry")
         assert ready.headers.get("retry-after")
+        # A generic reason: the error text (the registry's address) is for admins only.
+        assert ready.json() == {"status": "not_ready", "reason": "registry unreachable"}
         response = httpx.post(f"{app.url}/predict", json={"text": "최고"}, timeout=5)
         assert response.status_code == 503
         assert response.headers.get("retry-after")

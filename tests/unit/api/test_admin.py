@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
+from prometheus_client import REGISTRY
 
+from bluegreen.api.admin_auth import FailureThrottle
 from bluegreen.logging import JsonFormatter
 from tests.fakes import FakeRegistry
 from tests.unit.api.conftest import ADMIN, TOKEN, ClientFactory
@@ -273,7 +275,7 @@ def test_admin_token_never_reaches_the_logs(
     sink = io.StringIO()
     registry.add(2, alias=False)
     wrong = "Bearer wrong-" + TOKEN[::-1]
-    with api(log_level="DEBUG") as client:
+    with api(log_level="DEBUG", admin_auth_max_failures=100) as client:
         extra = logging.StreamHandler(sink)
         extra.setFormatter(JsonFormatter())
         root.addHandler(extra)
@@ -295,3 +297,67 @@ def test_admin_token_never_reaches_the_logs(
     assert TOKEN[::-1] not in logged
     assert registry.versions[2]["bluegreen.promoted_by"]
     assert TOKEN not in json.dumps(registry.versions)
+
+
+def test_failed_logins_are_logged_and_throttled_per_peer(
+    api: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    def counted(reason: str) -> float:
+        value = REGISTRY.get_sample_value("bluegreen_admin_auth_failures_total", {"reason": reason})
+        return value or 0.0
+
+    before = {reason: counted(reason) for reason in ("invalid", "throttled")}
+    with api(admin_auth_max_failures=3, admin_auth_window_s=60) as client:
+        for _ in range(3):
+            bad = client.get("/admin/slots", headers={"Authorization": "Bearer nope"})
+            assert bad.status_code == 401
+        # The fourth try is refused before the token is looked at: even the right one.
+        throttled = client.get("/admin/slots", headers=ADMIN)
+        assert throttled.status_code == 429
+        assert throttled.json()["error"] == "too_many_requests"
+        assert 1 <= int(throttled.headers["retry-after"]) <= 60
+        failures = [r for r in caplog.records if r.getMessage() == "admin.auth_failed"]
+        assert len(failures) == 3  # one line per failure; throttled tries only count a metric
+        fields = failures[-1].fields  # type: ignore[attr-defined]
+        assert fields["peer"] == "testclient"
+        assert fields["reason"] == "invalid"
+        assert fields["throttled"] is True
+        assert counted("invalid") - before["invalid"] == 3
+        assert counted("throttled") - before["throttled"] == 1
+
+
+def test_the_throttle_window_slides() -> None:
+    throttle = FailureThrottle(max_failures=2, window_s=10)
+    assert throttle.retry_after("a", 0) is None
+    throttle.record("a", 0)
+    throttle.record("a", 5)
+    assert throttle.retry_after("a", 6) == pytest.approx(4)
+    assert throttle.retry_after("b", 6) is None  # per peer
+    assert throttle.retry_after("a", 10.5) is None
+    assert throttle.record("a", 11) == 2  # the stamp at 0 has left the window
+
+
+def test_audit_log_keeps_actor_and_peer_apart(
+    api: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    with api() as client:
+        spoof = {**ADMIN, "X-Admin-Actor": "alice@10.0.0.9"}
+        assert client.post("/admin/reload", headers=spoof).status_code == 200
+        audit = [r for r in caplog.records if r.getMessage() == "admin.action"]
+        fields = audit[-1].fields  # type: ignore[attr-defined]
+        assert fields["actor"] == "alice@10.0.0.9"
+        assert fields["peer"] == "testclient"
+        assert "who" not in fields
+
+
+@pytest.mark.parametrize("actor", ["", "a b", "x\u0085y", "a" * 65, "eve\nlevel=error", "관리자"])
+def test_an_actor_that_could_forge_log_structure_is_400(
+    api: ClientFactory, caplog: pytest.LogCaptureFixture, actor: str
+) -> None:
+    with api() as client:
+        headers = {**ADMIN, "X-Admin-Actor": actor.encode("utf-8")}
+        response = client.post("/admin/reload", headers=headers)  # type: ignore[arg-type]
+        assert response.status_code == 400, response.text
+        assert response.json()["field"] == "x-admin-actor"
+        # Refused before acting: no reload ran, so nothing was audited.
+        assert not [r for r in caplog.records if r.getMessage() == "admin.action"]

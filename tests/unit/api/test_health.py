@@ -36,14 +36,19 @@ def test_healthz_and_readyz_when_serving(client: TestClient[Any]) -> None:
 
 def test_readyz_503_while_registry_unreachable(api: ClientFactory, registry: FakeRegistry) -> None:
     registry.down = True
-    with api(ready=False) as client:
+    with api(ready=False, admin_token="t0ken") as client:
         for _ in range(200):
             ready = client.get("/readyz")
             if "registry unreachable" in ready.json().get("reason", ""):
                 break
         assert ready.status_code == 503
-        assert "registry unreachable" in ready.json()["reason"]
+        # Generic without a token: the error text (hosts, paths) is for admins only.
+        assert ready.json() == {"status": "not_ready", "reason": "registry unreachable"}
         assert client.get("/healthz").status_code == 200
+        slots = client.get("/admin/slots", headers={"Authorization": "Bearer t0ken"}).json()
+        assert slots["readiness"]["reason"] == "registry unreachable"
+        assert slots["readiness"]["detail"] == slots["registry"]["last_error"]
+        assert slots["readiness"]["detail"]
 
 
 def test_metrics_exposes_the_seed_names(client: TestClient[Any]) -> None:
