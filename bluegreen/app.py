@@ -22,6 +22,7 @@ from bluegreen.api.health import MetricsController, healthz, readyz
 from bluegreen.api.limits import BodyTimeoutMiddleware
 from bluegreen.api.predict import predict_router
 from bluegreen.api.schemas import strict_struct_schema_plugin
+from bluegreen.api.v2 import v2_router
 from bluegreen.api.webhooks import DeliveryLog, mlflow_webhook
 from bluegreen.bootstrap import bootstrap_if_empty
 from bluegreen.logging import configure_logging, event
@@ -102,6 +103,7 @@ def create_app(
     return Litestar(
         route_handlers=[
             predict_router,
+            v2_router,
             admin_router,
             healthz,
             readyz,

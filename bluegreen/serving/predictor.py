@@ -41,6 +41,10 @@ class ModelFailed(Exception):
     """The live model raised or broke the output contract for this request."""
 
 
+class VersionNotLoaded(LookupError):
+    """A request pinned to a version that no slot serves right now."""
+
+
 @attrs.frozen
 class Prediction:
     probabilities: NDArray[np.float64]
@@ -115,7 +119,29 @@ class Predictor:
         finally:
             self._pending -= 1
 
-    async def _run(self, slot: Slot, texts: Sequence[str]) -> Prediction:
+    async def predict_on(self, version: int, texts: Sequence[str]) -> Prediction:
+        """Answer from the slot that holds `version` (live or candidate), with no fallback.
+
+        Pinned traffic is not the router's sample: it stays out of the canary window, so
+        that a client cannot steer the verdict by aiming requests at the candidate."""
+        if self._pending >= self._max_pending:
+            metrics.REQUESTS_SHED.labels("overloaded").inc()
+            raise Overloaded(f"{self._pending} requests pending")
+        snapshot = self._manager.router.snapshot
+        slot = next(
+            (s for s in (snapshot.live, snapshot.candidate)
+             if s is not None and s.model is not None and s.version == version),
+            None,
+        )  # fmt: skip
+        if slot is None:
+            raise VersionNotLoaded(f"version {version} is not loaded")
+        self._pending += 1
+        try:
+            return await self._run(slot, texts, judged=False)
+        finally:
+            self._pending -= 1
+
+    async def _run(self, slot: Slot, texts: Sequence[str], *, judged: bool = True) -> Prediction:
         model = slot.acquire()
         version = model.ref.version
         started = time.perf_counter()
@@ -124,10 +150,13 @@ class Predictor:
             try:
                 probs = model.predict(texts)
             except Exception as exc:
-                self._failed(slot, version, started, exc)
+                self._failed(slot, version, started, exc, judged=judged)
                 raise ModelFailed(str(exc)) from exc
             latency = time.perf_counter() - started
-            slot.release(latency, ok=True)
+            if judged:
+                slot.release(latency, ok=True)
+            else:
+                slot.release_lease()
         else:
             loop = asyncio.get_running_loop()
             # The thread takes the model out of the box, so nothing of it is left once the
@@ -146,7 +175,10 @@ class Predictor:
                 # so a draining slot never frees a model a thread still uses.
                 latency = time.perf_counter() - started
                 ok = not future.cancelled() and future.exception() is None
-                loop.call_soon_threadsafe(slot.release, latency, ok)
+                if judged:
+                    loop.call_soon_threadsafe(slot.release, latency, ok)
+                else:
+                    loop.call_soon_threadsafe(slot.release_lease)
 
             future.add_done_callback(release)
             try:
@@ -182,10 +214,20 @@ class Predictor:
         return series
 
     def _failed(
-        self, slot: Slot, version: int, started: float, exc: Exception, *, released: bool = False
+        self,
+        slot: Slot,
+        version: int,
+        started: float,
+        exc: Exception,
+        *,
+        released: bool = False,
+        judged: bool = True,
     ) -> None:
         if not released:
-            slot.release(time.perf_counter() - started, ok=False)
+            if judged:
+                slot.release(time.perf_counter() - started, ok=False)
+            else:
+                slot.release_lease()
         metrics.PREDICTION_ERRORS.labels(slot.name, str(version)).inc()
         event(log, "predict.failed", logging.ERROR, version=version, slot=slot.name,
               error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip

@@ -11,7 +11,13 @@ import pytest
 from bluegreen.serving.canary import CanaryPolicy
 from bluegreen.serving.lifecycle import LifecycleConfig, SlotManager
 from bluegreen.serving.pairing import PairScorer
-from bluegreen.serving.predictor import ModelFailed, NoLiveModel, Overloaded, Predictor
+from bluegreen.serving.predictor import (
+    ModelFailed,
+    NoLiveModel,
+    Overloaded,
+    Predictor,
+    VersionNotLoaded,
+)
 from bluegreen.serving.slot import Slot
 from tests.fakes import (
     CachingModel,
@@ -292,3 +298,63 @@ async def test_answered_requests_are_paired_during_a_canary_only(
         assert 0 < cand.window.requests < 20
     finally:
         pair_pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def test_predict_on_answers_from_the_slot_holding_the_version_outside_the_canary_window(
+    make: ManagerFactory, predict_pool: CountingExecutor
+) -> None:
+    manager = make(canary_percent=50, canary_policy=NEVER)
+    await manager.deploy(ref(1))
+    await manager.deploy(ref(2))
+    live, cand = manager.live, manager.candidate
+    assert live is not None
+    assert cand is not None
+    predictor = predictor_for(manager, predict_pool)
+    counted = metric("bluegreen_predictions_total", slot=cand.name, version="2", label="긍정")
+    for texts in (["최고"], ["최고", "명작"]):  # inline and executor paths
+        assert (await predictor.predict_on(2, texts)).slot == cand.name
+        assert (await predictor.predict_on(1, texts)).version == 1
+    await eventually(lambda: cand.inflight == 0 and live.inflight == 0)
+    # pinned traffic is not the router's sample: the canary judge never sees it
+    assert (cand.window.requests, live.window.requests) == (0, 0)
+    assert metric("bluegreen_predictions_total", slot=cand.name, version="2", label="긍정") == (
+        counted + 3
+    )
+    with pytest.raises(VersionNotLoaded, match="version 3"):
+        await predictor.predict_on(3, ["최고"])
+    assert predictor.pending == 0
+
+
+async def test_predict_on_a_failing_version_fails_without_falling_back(
+    make: ManagerFactory, loader: FakeLoader, predict_pool: CountingExecutor
+) -> None:
+    manager = make(canary_percent=50, canary_policy=NEVER)
+    loader.factories[2] = SwitchableModel
+    await manager.deploy(ref(1))
+    await manager.deploy(ref(2))
+    cand = manager.candidate
+    assert cand is not None
+    keepalive(cand).failing = True  # type: ignore[attr-defined]
+    errors = metric("bluegreen_prediction_errors_total", slot=cand.name, version="2")
+    predictor = predictor_for(manager, predict_pool)
+    for texts in (["최고"], ["최고", "최악"]):
+        with pytest.raises(ModelFailed):
+            await predictor.predict_on(2, texts)
+    await eventually(lambda: cand.inflight == 0)
+    assert cand.window.errors == 0
+    assert metric("bluegreen_prediction_errors_total", slot=cand.name, version="2") == errors + 2
+
+
+async def test_predict_on_is_admitted_like_predict(
+    make: ManagerFactory, predict_pool: CountingExecutor
+) -> None:
+    manager = make()
+    await manager.deploy(ref(1))
+    predictor = predictor_for(manager, predict_pool, max_pending=1)
+    keepalive(manager.live).delay_s = 0.2
+    slow = asyncio.create_task(predictor.predict(["최고", "최악"]))
+    await eventually(lambda: predictor.pending == 1)
+    with pytest.raises(Overloaded):
+        await predictor.predict_on(1, ["최고"])
+    await slow
+    assert (await predictor.predict_on(1, ["최고"])).version == 1
