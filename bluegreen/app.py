@@ -21,6 +21,8 @@ from bluegreen.api.errors import EXCEPTION_HANDLERS
 from bluegreen.api.health import MetricsController, healthz, readyz
 from bluegreen.api.limits import BodyTimeoutMiddleware
 from bluegreen.api.predict import predict_router
+from bluegreen.api.request_id import OPENAPI_HEADER as REQUEST_ID_HEADER
+from bluegreen.api.request_id import RequestIdMiddleware
 from bluegreen.api.schemas import strict_struct_schema_plugin
 from bluegreen.api.v2 import v2_router
 from bluegreen.api.webhooks import DeliveryLog, mlflow_webhook
@@ -100,7 +102,7 @@ def create_app(
             await runtime.close()
             metrics.mark_this_process_dead()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             predict_router,
             v2_router,
@@ -125,6 +127,7 @@ def create_app(
             DefineMiddleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        response_headers=[REQUEST_ID_HEADER],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="bluegreen",
@@ -137,6 +140,10 @@ def create_app(
         logging_config=None,
         debug=False,
     )
+    # Outside the router, not in `middleware=`: Litestar runs that per matched route, and the
+    # router's own 404 and 405 answers must carry the request's id too.
+    app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
+    return app
 
 
 def _redact(uri: str) -> str:

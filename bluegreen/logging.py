@@ -1,8 +1,9 @@
 """JSON-lines logging to stdout: one event per line, machine-readable fields first.
 
 Call sites log an event name as the message and pass fields through `extra={"fields": {...}}`
-(see `event`). Secrets never reach here: settings hide the admin token, and request logs carry
-no headers.
+(see `event`). A line logged while a request is handled carries its `request_id`
+(`bluegreen.api.request_id`). Secrets never reach here: settings hide the admin token, and
+request logs carry no headers.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 import sys
 import time
 from typing import Any
+
+from bluegreen.api.request_id import current_request_id
 
 _CONFIGURED_FLAG = "_bluegreen_json"
 
@@ -28,6 +31,9 @@ class JsonFormatter(logging.Formatter):
             "event": record.getMessage(),
             "pid": os.getpid(),
         }
+        request_id = current_request_id()
+        if request_id is not None:
+            payload["request_id"] = request_id
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             payload.update(fields)

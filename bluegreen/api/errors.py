@@ -1,4 +1,5 @@
-"""Domain errors → HTTP, in one place. Every error body is `ErrorBody` JSON; no tracebacks."""
+"""Domain errors → HTTP, in one place. Every error body is `ErrorBody` JSON, naming the request's
+id; no tracebacks."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from litestar.status_codes import (
     HTTP_504_GATEWAY_TIMEOUT,
 )
 
+from bluegreen.api.request_id import current_request_id
 from bluegreen.logging import event
 from bluegreen.poller import ControlError
 from bluegreen.registry import RegistryUnavailable
@@ -44,6 +46,9 @@ def error_response(
     body: dict[str, Any] = {"status_code": status, "error": error, "detail": detail}
     if field is not None:
         body["field"] = field
+    request_id = current_request_id()
+    if request_id is not None:
+        body["request_id"] = request_id
     headers = {"Retry-After": RETRY_AFTER_S} if retry else None
     return Response(body, status_code=status, headers=headers)
 

@@ -14,6 +14,7 @@ from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
 
 from bluegreen.api.errors import InvalidInput, RequestTimedOut
+from bluegreen.api.request_id import client_request_id
 from bluegreen.api.schemas import (
     BatchPredictRequest,
     BatchPredictResponse,
@@ -29,8 +30,8 @@ from bluegreen.serving.contract import LABELS
 from bluegreen.serving.predictor import Prediction
 
 log = logging.getLogger("bluegreen.requests")
-CLIENT_KEY_HEADERS = ("x-request-id", "x-client-id")
-"""Canary stickiness key, in order of preference."""
+CLIENT_ID_HEADER = "x-client-id"
+"""Canary stickiness key when the client sent no X-Request-ID of its own."""
 
 ERROR_RESPONSES = {
     400: ResponseSpec(ErrorBody, description="Invalid body: field named in `field`"),
@@ -72,11 +73,10 @@ def _check_batch_chars(texts: Sequence[str], max_chars: int) -> None:
 
 
 def _client_key(request: Request[Any, Any, Any]) -> str | None:
-    for header in CLIENT_KEY_HEADERS:
-        value = request.headers.get(header)
-        if value:
-            return value
-    return None
+    """The canary stickiness key: the client's own X-Request-ID, else its X-Client-ID. An id
+    made here is never a key: it is new per request, so None (the router's own draw) says the
+    same thing plainly."""
+    return client_request_id() or request.headers.get(CLIENT_ID_HEADER) or None
 
 
 def _result(row: Any) -> tuple[str, float, dict[str, float]]:

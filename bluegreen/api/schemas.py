@@ -70,6 +70,10 @@ class ErrorBody(msgspec.Struct, omit_defaults=True):
     error: str
     detail: str
     field: str | None = None
+    request_id: Annotated[
+        str | None,
+        msgspec.Meta(description="The request's id, as in the X-Request-ID response header"),
+    ] = None
 
 
 class HealthBody(msgspec.Struct, omit_defaults=True):

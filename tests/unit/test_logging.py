@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+from bluegreen.api.request_id import _CURRENT
 from bluegreen.logging import JsonFormatter
 
 
@@ -16,3 +17,13 @@ def test_line_breaking_characters_cannot_split_a_log_line() -> None:
     assert line.isascii()
     assert len(line.splitlines()) == 1
     assert json.loads(line)["actor"] == forged
+
+
+def test_a_line_names_the_request_id_only_within_a_request() -> None:
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "ev", None, None)
+    assert "request_id" not in json.loads(JsonFormatter().format(record))
+    token = _CURRENT.set(("req-1", True))
+    try:
+        assert json.loads(JsonFormatter().format(record))["request_id"] == "req-1"
+    finally:
+        _CURRENT.reset(token)
