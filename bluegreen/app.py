@@ -14,7 +14,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from bluegreen import metrics
+from bluegreen import metrics, tracing
 from bluegreen.api.admin import admin_router
 from bluegreen.api.admin_auth import FailureThrottle
 from bluegreen.api.errors import EXCEPTION_HANDLERS
@@ -75,6 +75,8 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         metrics.sweep_dead_processes()
         metrics.initialize(settings.model_name)
+        if settings.tracing:
+            tracing.enable()
         runtime = Runtime.build(settings, registry, loader_factory)
         app.state.runtime = runtime
         runtime.status = "waiting for the registry"
@@ -101,6 +103,8 @@ def create_app(
             event(log, "app.stopping")
             await runtime.close()
             metrics.mark_this_process_dead()
+            if tracing.ENABLED:  # after close, so that the last drain and free are exported
+                await asyncio.to_thread(tracing.shutdown)
 
     app = Litestar(
         route_handlers=[
@@ -123,6 +127,8 @@ def create_app(
         ),
         plugins=[strict_struct_schema_plugin()],
         middleware=[
+            # Only when on: off, requests pass through no tracing code at all.
+            *([tracing.TracingMiddleware] if settings.tracing else []),
             metrics.http_metrics_config().middleware,
             DefineMiddleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s),
         ],

@@ -197,6 +197,9 @@ class Settings:
     log_level: str = "INFO"
     request_log_sample: float = attrs.field(default=0.0, validator=_fraction)
     """Share of requests logged at INFO (all of them at DEBUG)."""
+    tracing: bool = False
+    """OpenTelemetry spans for requests and swaps, exported over OTLP/HTTP as the standard
+    `OTEL_*` variables say (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`...)."""
 
     host: str = "127.0.0.1"
     port: int = attrs.field(default=8000, validator=_non_negative)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from bluegreen import metrics
+from bluegreen import metrics, tracing
 from bluegreen.heap import malloc_trim
 from bluegreen.logging import event
 from bluegreen.serving.assignment import KEY_BYTES
@@ -182,14 +182,40 @@ class SlotManager:
     async def deploy(self, ref: ModelRef, *, canary: bool = True) -> DeployResult:
         """Make `ref` serve (or canary) unless it already does. Serialised with other changes."""
         async with self._lock:
-            return await self._deploy_locked(ref, canary=canary)
+            unchanged = self._unchanged(ref)
+            if unchanged is not None:
+                # No span: the control loop asks again on every tick while a canary runs.
+                return unchanged
+            with tracing.span("deploy", self._attributes(ref.version)) as span:
+                result = await self._deploy_locked(ref, canary=canary)
+                outcome = {
+                    "bluegreen.outcome": result.outcome.value,
+                    "bluegreen.stage": result.stage or None,
+                }
+                tracing.set_attributes(span, outcome)
+                if result.outcome in (Outcome.REJECTED, Outcome.TRANSIENT):
+                    tracing.fail(span, result.reason)
+                return result
 
-    async def _deploy_locked(self, ref: ModelRef, *, canary: bool) -> DeployResult:
+    def _attributes(
+        self, version: int | None, slot: Slot | None = None
+    ) -> dict[str, tracing.AttributeValue | None]:
+        return {
+            tracing.MODEL: self.config.model_name,
+            tracing.VERSION: version,
+            tracing.SLOT: slot.name if slot is not None else None,
+        }
+
+    def _unchanged(self, ref: ModelRef) -> DeployResult | None:
         live, cand = self.live, self.candidate
         if live is not None and live.version == ref.version:
             return DeployResult(Outcome.UNCHANGED, ref.version, "already live")
         if cand is not None and cand.version == ref.version:
             return DeployResult(Outcome.UNCHANGED, ref.version, "already the candidate")
+        return None
+
+    async def _deploy_locked(self, ref: ModelRef, *, canary: bool) -> DeployResult:
+        cand = self.candidate
         retained = self.retained()
         if retained is not None and retained.version == ref.version:
             self._promote(retained, reason="retained version requested")
@@ -204,7 +230,9 @@ class SlotManager:
         self._open_swap_window()
         started = time.perf_counter()
         try:
-            model = await self._load(ref)
+            # An exception leaving the span marks it failed, whichever branch handles it.
+            with tracing.span("load", self._attributes(ref.version, slot)):
+                model = await self._load(ref)
         except _Superseded as exc:
             slot.transition(SlotState.EMPTY)
             event(log, "model.load.superseded", logging.WARNING, version=ref.version,
@@ -239,7 +267,8 @@ class SlotManager:
         slot.transition(SlotState.SMOKE)
         loop = asyncio.get_running_loop()
         try:
-            report = await loop.run_in_executor(self._load_executor, self._smoke, model)
+            with tracing.span("smoke", self._attributes(ref.version, slot)):
+                report = await loop.run_in_executor(self._load_executor, self._smoke, model)
         except SmokeFailed as exc:
             del model
             slot.transition(SlotState.EMPTY)
@@ -375,21 +404,25 @@ class SlotManager:
     # --- promote / drain / free ------------------------------------------------------------
     def _promote(self, slot: Slot, *, reason: str) -> None:
         old = self.live
-        slot.transition(SlotState.LIVE)
-        self._stop_canary_task()
-        self.router.publish(self._snapshot(slot))
-        metrics.CANARY_SHARE.set(0)
-        name = self.config.model_name
-        metrics.MODEL_VERSION_INFO.labels(name, str(slot.version), slot.name).set(1)
-        if old is not None and old.ref is not None:
-            metrics.MODEL_VERSION_INFO.labels(name, str(old.version), old.name).set(0)
-            metrics.MODEL_HOT_SWAP_TOTAL.labels(name).inc()
-            self.previous = old.ref
-            old.transition(SlotState.DRAINING)
-            self._spawn_drain(old, retain=self.config.retain_previous)
-        event(log, "model.promoted", version=slot.version, slot=slot.name, reason=reason,
-              previous_version=old.version if old else None,
-              previous_slot=old.name if old else None)  # fmt: skip
+        attributes = self._attributes(slot.version, slot)
+        attributes["bluegreen.previous_version"] = old.version if old else None
+        # The drain task spawned here inherits this span: drain and free are its children.
+        with tracing.span("promote", attributes):
+            slot.transition(SlotState.LIVE)
+            self._stop_canary_task()
+            self.router.publish(self._snapshot(slot))
+            metrics.CANARY_SHARE.set(0)
+            name = self.config.model_name
+            metrics.MODEL_VERSION_INFO.labels(name, str(slot.version), slot.name).set(1)
+            if old is not None and old.ref is not None:
+                metrics.MODEL_VERSION_INFO.labels(name, str(old.version), old.name).set(0)
+                metrics.MODEL_HOT_SWAP_TOTAL.labels(name).inc()
+                self.previous = old.ref
+                old.transition(SlotState.DRAINING)
+                self._spawn_drain(old, retain=self.config.retain_previous)
+            event(log, "model.promoted", version=slot.version, slot=slot.name, reason=reason,
+                  previous_version=old.version if old else None,
+                  previous_slot=old.name if old else None)  # fmt: skip
 
     def _trim_off_loop(self) -> None:
         """malloc_trim in the load executor: ctypes drops the GIL, so requests keep flowing."""
@@ -408,9 +441,19 @@ class SlotManager:
         deadline = started + self.config.drain_timeout_s
         # inflight drops via call_soon_threadsafe from worker threads; a 5 ms poll is simpler
         # than an event per release and bounds the extra drain latency.
-        while slot.inflight > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
-        waited = time.monotonic() - started
+        with tracing.span("drain", self._attributes(slot.version, slot)) as span:
+            while slot.inflight > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+            waited = time.monotonic() - started
+            tracing.set_attributes(
+                span,
+                {
+                    "bluegreen.drain.waited_s": round(waited, 4),
+                    "bluegreen.drain.still_in_flight": slot.inflight,
+                },
+            )
+            if slot.inflight:
+                tracing.fail(span, f"{slot.inflight} requests still in flight at the deadline")
         metrics.SLOT_DRAIN_DURATION.labels(slot.name).observe(waited)
         event(log, "slot.drained", version=slot.version, slot=slot.name,
               waited_s=round(waited, 4), still_in_flight=slot.inflight)  # fmt: skip
@@ -423,6 +466,13 @@ class SlotManager:
         self._close_swap_window(version, "drained")
 
     def _free(self, slot: Slot) -> bool:
+        with tracing.span("free", self._attributes(slot.version, slot)) as span:
+            freed = self._free_model(slot)
+            if not freed:
+                tracing.fail(span, "the model is still reachable after its slot let it go")
+            return freed
+
+    def _free_model(self, slot: Slot) -> bool:
         """Drop the slot's model and prove with a weakref that its memory is unreachable."""
         model = slot.take_model()
         if slot.state is not SlotState.EMPTY:

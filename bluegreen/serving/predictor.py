@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
@@ -19,7 +19,7 @@ import attrs
 import numpy as np
 from numpy.typing import NDArray
 
-from bluegreen import metrics
+from bluegreen import metrics, tracing
 from bluegreen.logging import event
 from bluegreen.serving.contract import LABELS
 from bluegreen.serving.lifecycle import SlotManager
@@ -85,7 +85,32 @@ class Predictor:
     def pending(self) -> int:
         return self._pending
 
-    async def predict(self, texts: Sequence[str], client_key: str | None = None) -> Prediction:
+    def predict(
+        self, texts: Sequence[str], client_key: str | None = None
+    ) -> Coroutine[Any, Any, Prediction]:
+        # A plain function handing back one of two coroutines: with tracing off, the request
+        # path costs one flag check, not an extra coroutine frame.
+        if tracing.ENABLED:
+            return self._traced(self._predict(texts, client_key), len(texts))
+        return self._predict(texts, client_key)
+
+    async def _traced(
+        self, call: Coroutine[Any, Any, Prediction], texts: int, pinned: int | None = None
+    ) -> Prediction:
+        # `call` has not started yet: its body runs inside the span, as the span's child.
+        attributes: dict[str, tracing.AttributeValue | None] = {
+            tracing.MODEL: self._model_name,
+            tracing.TEXTS: texts,
+            "bluegreen.pinned_version": pinned,
+        }
+        with tracing.span("predict", attributes) as span:
+            prediction = await call
+            tracing.set_attributes(
+                span, {tracing.VERSION: prediction.version, tracing.SLOT: prediction.slot}
+            )
+            return prediction
+
+    async def _predict(self, texts: Sequence[str], client_key: str | None) -> Prediction:
         if self._pending >= self._max_pending:
             metrics.REQUESTS_SHED.labels("overloaded").inc()
             raise Overloaded(f"{self._pending} requests pending")
@@ -119,11 +144,16 @@ class Predictor:
         finally:
             self._pending -= 1
 
-    async def predict_on(self, version: int, texts: Sequence[str]) -> Prediction:
+    def predict_on(self, version: int, texts: Sequence[str]) -> Coroutine[Any, Any, Prediction]:
         """Answer from the slot that holds `version` (live or candidate), with no fallback.
 
         Pinned traffic is not the router's sample: it stays out of the canary window, so
         that a client cannot steer the verdict by aiming requests at the candidate."""
+        if tracing.ENABLED:
+            return self._traced(self._predict_on(version, texts), len(texts), pinned=version)
+        return self._predict_on(version, texts)
+
+    async def _predict_on(self, version: int, texts: Sequence[str]) -> Prediction:
         if self._pending >= self._max_pending:
             metrics.REQUESTS_SHED.labels("overloaded").inc()
             raise Overloaded(f"{self._pending} requests pending")
@@ -141,7 +171,19 @@ class Predictor:
         finally:
             self._pending -= 1
 
-    async def _run(self, slot: Slot, texts: Sequence[str], *, judged: bool = True) -> Prediction:
+    def _run(
+        self, slot: Slot, texts: Sequence[str], *, judged: bool = True
+    ) -> Coroutine[Any, Any, Prediction]:
+        if tracing.ENABLED:
+            return self._run_traced(slot, texts, judged)
+        return self._run_slot(slot, texts, judged=judged)
+
+    async def _run_traced(self, slot: Slot, texts: Sequence[str], judged: bool) -> Prediction:
+        # One span per attempt: a candidate's failure answered from live shows as two.
+        with tracing.span("slot", {tracing.SLOT: slot.name, tracing.VERSION: slot.version}):
+            return await self._run_slot(slot, texts, judged=judged)
+
+    async def _run_slot(self, slot: Slot, texts: Sequence[str], *, judged: bool) -> Prediction:
         model = slot.acquire()
         version = model.ref.version
         started = time.perf_counter()
