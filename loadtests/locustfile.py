@@ -18,6 +18,8 @@ Environment (all optional):
   LOADTEST_RECORD    write one CSV row per request here (the swap-under-load runner reads it):
                      t_end,latency_ms,kind,status,ok,version,slot,user,error
   LOADTEST_BATCH_MAX largest batch to send (default 32; keep <= BLUEGREEN_MAX_BATCH)
+  LOADTEST_V2_MODEL  the served model's name: also send Open Inference Protocol (V2) requests,
+                     JSON and binary tensor data, checked as strictly; unset: none are sent
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import json
 import math
 import os
 import random
+import struct
 import time
 import uuid
 from pathlib import Path
@@ -41,6 +44,9 @@ LABELS = frozenset({"부정", "중립/복합", "긍정"})
 SLOTS = frozenset({"blue", "green"})
 HERE = Path(__file__).resolve().parent
 BATCH_MAX = int(os.environ.get("LOADTEST_BATCH_MAX", "32"))
+V2_MODEL = os.environ.get("LOADTEST_V2_MODEL") or None
+V2_LABEL_ORDER = ("부정", "중립/복합", "긍정")
+"""The column order of the V2 `probabilities` output (the model metadata's `labels`)."""
 LONG_MIN_CHARS = 400
 """Longer than the server's inline threshold (300), so the executor path is exercised too."""
 
@@ -167,6 +173,70 @@ def check_response(body: Any, headers: Any, n_texts: int | None) -> tuple[str, s
     return version, slot
 
 
+def v2_request(texts: list[str], binary: bool) -> tuple[bytes, dict[str, str]]:
+    """An OIP infer body; binary: the tensor data extension for the input and both outputs."""
+    tensor: dict[str, Any] = {"name": "text", "shape": [len(texts)], "datatype": "BYTES"}
+    if not binary:
+        tensor["data"] = texts
+        return json.dumps({"inputs": [tensor]}, ensure_ascii=False).encode(), {}
+    raw = b"".join(struct.pack("<I", len(t.encode())) + t.encode() for t in texts)
+    tensor["parameters"] = {"binary_data_size": len(raw)}
+    header = json.dumps({"inputs": [tensor], "parameters": {"binary_data_output": True}})
+    return header.encode() + raw, {"Inference-Header-Content-Length": str(len(header))}
+
+
+def v2_body(content: bytes, headers: Any) -> Any:
+    """The response as JSON, binary outputs read back into `data`."""
+    length = headers.get("Inference-Header-Content-Length") or headers.get(
+        "inference-header-content-length"
+    )
+    if length is None:
+        return json.loads(content)
+    body = json.loads(content[: int(length)])
+    offset = int(length)
+    for output in body.get("outputs", []):
+        size = (output.get("parameters") or {}).get("binary_data_size")
+        if size is None:
+            continue
+        chunk, offset = content[offset : offset + size], offset + size
+        if output.get("datatype") == "FP32":
+            output["data"] = list(struct.unpack(f"<{size // 4}f", chunk))
+        else:
+            items, at = [], 0
+            while at < len(chunk):
+                (n,) = struct.unpack_from("<I", chunk, at)
+                items.append(chunk[at + 4 : at + 4 + n].decode())
+                at += 4 + n
+            output["data"] = items
+    if offset != len(content):
+        raise ContractError("binary outputs do not fill the body")
+    return body
+
+
+def check_v2_response(body: Any, headers: Any, n_texts: int) -> tuple[str, str]:
+    """Validate one V2 200 body; returns (version, slot) from the headers."""
+    version = headers.get("X-Model-Version") or headers.get("x-model-version")
+    slot = headers.get("X-Model-Slot") or headers.get("x-model-slot")
+    if not version or slot not in SLOTS or not isinstance(body, dict):
+        raise ContractError(f"version {version!r}, slot {slot!r}")
+    if body.get("model_version") != version or (body.get("parameters") or {}).get("slot") != slot:
+        raise ContractError("headers and body disagree on version/slot")
+    outputs = {o.get("name"): o for o in body.get("outputs") or []}
+    probs, labels = outputs.get("probabilities") or {}, outputs.get("label") or {}
+    if probs.get("shape") != [n_texts, 3] or labels.get("shape") != [n_texts]:
+        raise ContractError(f"shapes {probs.get('shape')} {labels.get('shape')}")
+    data, names = probs.get("data") or [], labels.get("data") or []
+    if len(data) != 3 * n_texts or len(names) != n_texts:
+        raise ContractError("output data does not match the shapes")
+    for i, name in enumerate(names):
+        row = data[3 * i : 3 * i + 3]
+        if not all(0.0 <= p <= 1.0 for p in row) or not math.isclose(sum(row), 1.0, abs_tol=1e-3):
+            raise ContractError(f"row {i}: {row} is not a probability row")
+        if name not in LABELS or row[V2_LABEL_ORDER.index(name)] < max(row):
+            raise ContractError(f"row {i}: label {name!r} is not the most probable")
+    return version, slot
+
+
 def _wait_time() -> Any:
     rate = os.environ.get("LOADTEST_RPS_USER")
     if rate:
@@ -187,14 +257,16 @@ class ReviewUser(FastHttpUser):
         self.rng = random.Random(self.key)
         self.headers = {"X-Request-ID": self.key, "Content-Type": "application/json"}
 
-    def _post(self, path: str, payload: dict[str, Any], kind: str, n_texts: int | None) -> None:
+    def _post(
+        self, path: str, payload: dict[str, Any] | bytes, kind: str, n_texts: int | None,
+        v2_headers: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
         started = time.perf_counter()
+        if isinstance(payload, dict):
+            payload = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        headers = self.headers if v2_headers is None else {**self.headers, **v2_headers}
         with self.client.post(
-            path,
-            data=json.dumps(payload, ensure_ascii=False).encode("utf-8"),
-            headers=self.headers,
-            name=kind,
-            catch_response=True,
+            path, data=payload, headers=headers, name=kind, catch_response=True
         ) as response:
             latency_ms = (time.perf_counter() - started) * 1000
             status = response.status_code or 0
@@ -203,8 +275,12 @@ class ReviewUser(FastHttpUser):
                 error = f"HTTP {status}: {(response.text or '')[:80]}"
             else:
                 try:
-                    version, slot = check_response(response.json(), response.headers, n_texts)
-                except (ContractError, ValueError) as exc:
+                    if v2_headers is None:
+                        version, slot = check_response(response.json(), response.headers, n_texts)
+                    else:
+                        body = v2_body(response.content or b"", response.headers)
+                        version, slot = check_v2_response(body, response.headers, n_texts or 0)
+                except (ContractError, ValueError, KeyError, TypeError, struct.error) as exc:
                     error = f"contract: {exc}"
             if error:
                 response.failure(error)
@@ -227,3 +303,19 @@ class ReviewUser(FastHttpUser):
         if self.rng.random() < 0.2:
             texts[self.rng.randrange(n)] = long_text(self.rng)
         self._post("/predict/batch", {"texts": texts}, "predict_batch", n)
+
+    if V2_MODEL:
+
+        @task(2)
+        def v2_json(self) -> None:
+            self._v2(binary=False)
+
+        @task(1)
+        def v2_binary(self) -> None:
+            self._v2(binary=True)
+
+    def _v2(self, *, binary: bool) -> None:
+        n = self.rng.randint(1, min(8, BATCH_MAX))
+        content, headers = v2_request([self.rng.choice(TEXTS) for _ in range(n)], binary)
+        kind = "v2_binary" if binary else "v2_json"
+        self._post(f"/v2/models/{V2_MODEL}/infer", content, kind, n, headers)

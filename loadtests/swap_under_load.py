@@ -340,6 +340,7 @@ class Scenario:
                 **os.environ,
                 "LOADTEST_RECORD": str(records_path),
                 "LOADTEST_RPS_USER": str(p.rps_per_user),
+                "LOADTEST_V2_MODEL": self.model_name,  # V2 traffic through the same swaps
             }
             with open(work / "locust.log", "wb") as log:
                 locust = subprocess.Popen(
@@ -454,6 +455,7 @@ class Scenario:
         duration = rows[-1]["t"] - rows[0]["t"]
         stats = {
             "requests": len(rows),
+            "v2_requests": sum(r["kind"].startswith("v2") for r in rows),
             "failed": len(failures),
             "locust_failures": locust_failures,
             "failures_sample": [f["error"] for f in failures[:5]],

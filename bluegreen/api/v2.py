@@ -23,6 +23,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     OpenAPIFormat,
     OpenAPIMediaType,
+    OpenAPIResponse,
     OpenAPIType,
     Operation,
     RequestBody,
@@ -88,6 +89,25 @@ class ModelMetadata(msgspec.Struct):
     parameters: dict[str, Any]
 
 
+class OutputTensor(msgspec.Struct, omit_defaults=True):
+    name: str
+    datatype: str
+    shape: list[int]
+    parameters: dict[str, Any] | None = None
+    """`binary_data_size` when the data follows the JSON header instead of `data`."""
+    data: list[Any] | None = None
+
+
+class InferResponse(msgspec.Struct, omit_defaults=True):
+    """Documents the JSON response; the route encodes it with `v2_codec.encode_response`."""
+
+    model_name: str
+    model_version: str
+    outputs: list[OutputTensor]
+    parameters: dict[str, Any]
+    id: str | None = None
+
+
 class LiveBody(msgspec.Struct):
     live: bool
 
@@ -108,6 +128,15 @@ OIP_ERRORS = {
     503: ResponseSpec(OipError, description="No live model yet, or overloaded; see Retry-After"),
     504: ResponseSpec(OipError, description="Prediction exceeded BLUEGREEN_REQUEST_TIMEOUT_S"),
 }
+INFER_RESPONSES = {
+    200: ResponseSpec(
+        InferResponse,
+        description="JSON, or with `Inference-Header-Content-Length` (application/octet-stream) "
+        "a JSON header of that many bytes followed by the binary outputs",
+    ),
+    **OIP_ERRORS,
+}
+NOT_READY = {503: ResponseSpec(ReadyBody, description="Not ready yet; see Retry-After")}
 _PARAMETERS = Schema(
     type=OpenAPIType.OBJECT,
     additional_properties=Schema(
@@ -150,6 +179,9 @@ _INFER_REQUEST = Schema(
 )
 
 
+_BINARY = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY))
+
+
 @dataclass
 class InferOperation(Operation):
     """The body is read raw (it may carry binary tensor data), so Litestar cannot derive its
@@ -162,11 +194,12 @@ class InferOperation(Operation):
             "a JSON header of that many bytes followed by binary tensor data",
             content={
                 "application/json": OpenAPIMediaType(schema=_INFER_REQUEST),
-                "application/octet-stream": OpenAPIMediaType(
-                    schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
-                ),
+                "application/octet-stream": _BINARY,
             },
         )
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
+            ok.content["application/octet-stream"] = _BINARY
 
 
 def _oip(handler: Callable[..., Response[Any]]) -> Callable[..., Response[Any]]:
@@ -247,7 +280,11 @@ async def server_live() -> LiveBody:
     return LiveBody(live=True)
 
 
-@get("/health/ready", summary="Server readiness: 200 only while a live model serves")
+@get(
+    "/health/ready",
+    summary="Server readiness: 200 only while a live model serves",
+    responses=NOT_READY,
+)
 async def server_ready(state: State) -> Response[ReadyBody]:
     runtime = _runtime(state)
     if runtime.readiness().ready and runtime.manager.live is not None:
@@ -266,8 +303,11 @@ async def model_metadata(name: str, state: State) -> ModelMetadata:
     raise NoLiveModel("no model version is live yet")
 
 
-@get("/models/{name:str}/ready", summary="Model readiness (a live version)",
-     responses=OIP_ERRORS)  # fmt: skip
+@get(
+    "/models/{name:str}/ready",
+    summary="Model readiness (a live version)",
+    responses={404: OIP_ERRORS[404], **NOT_READY},
+)
 async def model_ready(name: str, state: State) -> Response[ReadyBody]:
     runtime = _runtime(state)
     _check_name(runtime, name)
@@ -354,7 +394,7 @@ def _answer(
     status_code=200,
     media_type=MediaType.JSON,
     summary="Inference on the live version (or the canary's share)",
-    responses=OIP_ERRORS,
+    responses=INFER_RESPONSES,
     operation_class=InferOperation,
 )
 async def infer(name: str, request: Request[Any, Any, Any], state: State) -> Response[bytes]:
@@ -371,7 +411,7 @@ async def infer(name: str, request: Request[Any, Any, Any], state: State) -> Res
     status_code=200,
     media_type=MediaType.JSON,
     summary="Inference pinned to a loaded version; 404 once it is no longer loaded",
-    responses=OIP_ERRORS,
+    responses=INFER_RESPONSES,
     operation_class=InferOperation,
 )
 async def infer_version(

@@ -28,7 +28,9 @@ def _operations(app: AppServer) -> list[schemathesis.APIOperation]:
     return [result.ok() for result in schema.get_all_operations()]
 
 
-def _fuzzer(operation: schemathesis.APIOperation, base_url: str) -> Callable[[], None]:
+def _fuzzer(
+    operation: schemathesis.APIOperation, base_url: str, model_name: str
+) -> Callable[[], None]:
     # Admin routes with the valid token, so fuzzing reaches the handlers, not the guard.
     headers = ADMIN if operation.path.startswith("/admin") else {}
 
@@ -41,6 +43,9 @@ def _fuzzer(operation: schemathesis.APIOperation, base_url: str) -> Callable[[],
         derandomize=True,
     )
     def fuzz(case: schemathesis.Case) -> None:
+        if case.path_parameters and "name" in case.path_parameters:
+            # The served model's name, so V2 fuzzing reaches tensors, not the unknown-model 404.
+            case.path_parameters["name"] = model_name
         case.call_and_validate(
             base_url=base_url, headers=headers, timeout=30, excluded_checks=EXCLUDED_CHECKS
         )
@@ -53,10 +58,12 @@ def test_every_route_conforms_and_never_5xx(fuzz_app: AppServer) -> None:
     operations = _operations(fuzz_app)
     paths = {op.path for op in operations}
     assert {"/predict", "/predict/batch", "/healthz", "/readyz", "/admin/slots"} <= paths
+    assert {"/v2", "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"} <= paths
+    model_name = fuzz_app.env["BLUEGREEN_MODEL_NAME"]
     failures: list[str] = []
     for operation in operations:
         try:
-            _fuzzer(operation, fuzz_app.url)()
+            _fuzzer(operation, fuzz_app.url, model_name)()
         except BaseException as exc:  # collect every operation's failures, then report all
             failures.append(f"{operation.method.upper()} {operation.path}: {exc}"[:3000])
     assert not failures, "\n\n".join(failures)

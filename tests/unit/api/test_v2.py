@@ -238,8 +238,14 @@ def test_v2_routes_are_in_the_schema_and_metrics_use_templates(client: TestClien
                  "/v2/models/{name}/ready", "/v2/models/{name}/infer", version,
                  f"{version}/ready", f"{version}/infer"):  # fmt: skip
         assert path in paths, path
-    body_schema = paths["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]
-    assert {"application/json", "application/octet-stream"} <= set(body_schema)
+    infer = paths["/v2/models/{name}/infer"]["post"]
+    media = {"application/json", "application/octet-stream"}
+    assert media <= set(infer["requestBody"]["content"])
+    assert media <= set(infer["responses"]["200"]["content"])
+    assert {"400", "404", "413", "503"} <= set(infer["responses"])
+    # what fuzzers check against: the not-ready answers are documented too
+    assert "503" in paths["/v2/health/ready"]["get"]["responses"]
+    assert "503" in paths["/v2/models/{name}/ready"]["get"]["responses"]
     client.post(f"/v2/models/{MODEL}/versions/1/infer", json=infer_body(["최고"]))
     client.get(f"/v2/models/{MODEL}/versions/77")
     exposition = client.get("/metrics").text
