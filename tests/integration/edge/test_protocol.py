@@ -1,10 +1,12 @@
 """The HTTP edge of a real `python -m bluegreen serve`: idle sockets, a huge header, a slow
-head and a spoofed X-Forwarded-For, each against a serving app with a registered model."""
+head, a spoofed X-Forwarded-For and request ids, each against a serving app with a registered
+model."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import resource
 import selectors
 import socket
@@ -200,3 +202,27 @@ def test_x_forwarded_for_from_an_untrusted_peer_does_not_change_the_client(
     line = json.dumps(audits[-1])
     assert spoofed not in line  # the peer is the TCP peer (this test, on loopback)
     assert "127.0.0.1" in line
+
+
+def test_the_request_id_reaches_the_response_the_error_body_and_the_audit_log(
+    app: AppServer,
+) -> None:
+    with httpx.Client(base_url=app.url, timeout=60) as client:
+        ok = client.post("/predict", json={"text": "정말 최고의 영화"},
+                         headers={"X-Request-ID": "edge-rid-1"})  # fmt: skip
+        assert ok.status_code == 200
+        assert ok.headers["x-request-id"] == "edge-rid-1"
+        missing = client.get("/no-such-route")
+        assert missing.status_code == 404
+        assert re.fullmatch(r"[0-9a-f]{32}", missing.headers["x-request-id"])
+        assert missing.json()["request_id"] == missing.headers["x-request-id"]
+        reload = client.post(
+            "/admin/reload",
+            headers={"Authorization": f"Bearer {TOKEN}", "X-Request-ID": "edge-rid-2"},
+        )
+        assert reload.status_code == 200, reload.text
+    deadline = time.monotonic() + 10
+    while not any(e.get("event") == "admin.action" and e.get("request_id") == "edge-rid-2"
+                  for e in app.log_events()):  # fmt: skip
+        assert time.monotonic() < deadline, "no admin.action line names the request's id"
+        time.sleep(0.1)
