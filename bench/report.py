@@ -143,6 +143,19 @@ def write_report(results: dict[str, Any], out: Path, target: Path) -> None:
             f"side) | ≥ {EDGE_RPS_GOAL} or within noise | {ratio}× (run-to-run spread "
             f"{spread:.1%}) | {_ok(ratio >= min(EDGE_RPS_GOAL, 1 - spread))} |"
         )
+    tracing = results.get("tracing")
+    if tracing:
+        ratio, spread = tracing["ratios"]["rps"], tracing["rps_spread"]
+        off_ratio = _tracing_off_ratio(tracing)
+        summary_rows.append(
+            f"| 8. /predict req/s, tracing off / today's path (the flag reads off adds, against "
+            f"the off server's CPU per request) | within noise | {off_ratio} | "
+            f"{_ok(off_ratio >= 1 - spread)} |"
+        )
+        summary_rows.append(
+            f"| 8. /predict req/s, tracing on / off (1 worker, every request sampled, side by "
+            f"side) | — | {ratio}× (run-to-run spread {spread:.1%}) | — |"
+        )
     lines += ["## Summary", "", "| benchmark | goal | measured | |", "|---|---|---|---|"]
     lines += [*summary_rows, ""]
 
@@ -162,6 +175,8 @@ def write_report(results: dict[str, Any], out: Path, target: Path) -> None:
         lines += _scaling_section(t)
     if edge:
         lines += _edge_section(edge)
+    if tracing:
+        lines += _tracing_section(tracing)
     if t:
         lines += _limits_section(t, results.get("model_costs"))
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -473,6 +488,57 @@ def _edge_section(edge: dict[str, Any]) -> list[str]:
             f"that is a ratio of {edge['implied_rps_ratio']}."
         )
     lines.append("")
+    return lines
+
+
+def _tracing_off_ratio(tracing: dict[str, Any]) -> float:
+    cpu_ms = tracing["median"]["off"]["server_cpu_ms_per_request"]
+    extra_ms = float(tracing["span_cost"]["off_checks_ns_per_request"]) / 1e6
+    return round(float(cpu_ms) / (float(cpu_ms) + extra_ms), 4)
+
+
+def _tracing_section(tracing: dict[str, Any]) -> list[str]:
+    from bench.tracing_overhead import SERVERS
+
+    lines = [
+        "## 8. Tracing on vs off",
+        "",
+        "The same app, model and options on two servers, one with `BLUEGREEN_TRACING=true` "
+        "(every request sampled: a server span, `predict` and `slot`, batched and exported over "
+        "OTLP/HTTP to a receiver in the benchmark process that only counts them), one with the "
+        "default (off); wrk -t1 "
+        f"-c{tracing['connections']} -d{tracing['duration_s']:.0f}s POST /predict, "
+        f"{tracing['rounds']} rounds interleaved ABBA, medians shown. "
+        f"{tracing['spans_exported']} spans reached the receiver.",
+        "",
+        "| tracing | req/s | p50 ms | p99 ms | errors | server CPU ms/request |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind, label in SERVERS.items():
+        r = tracing["median"][kind]
+        lines.append(
+            f"| {label} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+            f"{r['errors']:.0f} | {r['server_cpu_ms_per_request']:.3f} |"
+        )
+    ratios, cost = tracing["ratios"], tracing["span_cost"]
+    us = cost["us_per_request"]
+    lines += [
+        "",
+        f"- on / off requests/s: **{ratios['rps']}×** (median of the rounds' adjacent pairs; "
+        f"{ratios['rps_of_medians']}× as a ratio of the medians); p99 {ratios['p99']}; server "
+        f"CPU per request {ratios['server_cpu_per_request']}. Run-to-run spread of one server "
+        f"against itself: {tracing['rps_spread']:.1%}.",
+        f"- The spans alone (the middleware and both spans around a no-op app, in one process, "
+        f"batch processor and OTLP protobuf encoding counted; {cost['requests']} requests × "
+        f"{cost['rounds']} rounds): {us['on']} µs traced vs {us['off']} µs untraced of CPU per "
+        f"request, {cost['extra_us_per_request']:+} µs; against the off server's CPU per "
+        f"/predict that is a ratio of {tracing['implied_rps_ratio']}.",
+        f"- Off is today's request path plus two reads of a module flag "
+        f"({cost['off_checks_ns_per_request']} ns per request): a ratio of "
+        f"{_tracing_off_ratio(tracing)} against the off server's CPU per request. No "
+        "middleware is installed and no span or context object is made.",
+        "",
+    ]
     return lines
 
 
