@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.wrk import lua_script, run_wrk
+from bench.wrk import abba_rounds, lua_script, side_by_side
 from tests.support.servers import AppServer
 
 SERVERS = {"edge": "bluegreen serve (edge protocol)", "plain": "stock uvicorn httptools"}
@@ -45,36 +45,17 @@ def run(
     scripts.mkdir(parents=True, exist_ok=True)
     lua = scripts / "edge-predict.lua"
     lua.write_text(lua_script([json.dumps({"text": t}, ensure_ascii=False) for t in texts]))
-    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in SERVERS}
     with (
         _app(out, tracking_uri, env, "edge") as edge,
         _app(out, tracking_uri, env, "plain") as plain,
     ):
-        apps = {"edge": edge, "plain": plain}
-        for app in apps.values():
-            run_wrk(f"{app.url}/predict", lua, duration_s=max(2.0, duration / 4))
-        for r in range(rounds):
-            order = ("edge", "plain") if r % 2 == 0 else ("plain", "edge")
-            for kind in order:
-                result = run_wrk(f"{apps[kind].url}/predict", lua, duration_s=duration,
-                                 server_pids=[apps[kind].pid])  # fmt: skip
-                runs[kind].append(result)
-                log(f"  {kind:6s} {result['rps']:8.1f} req/s  p50 {result['p50_ms']:.2f} ms  "
-                    f"p99 {result['p99_ms']:.2f} ms  errors {result['errors']}")  # fmt: skip
-
-    def med(kind: str, key: str) -> float:
-        return float(statistics.median(r[key] for r in runs[kind]))
-
-    keys = ("rps", "p50_ms", "p99_ms", "errors", "server_cpu_ms_per_request")
-    median = {kind: {key: med(kind, key) for key in keys} for kind in SERVERS}
-    # Run-to-run spread of one server against itself: the noise the ratio is read against.
-    spread = max(
-        (max(r["rps"] for r in runs[k]) - min(r["rps"] for r in runs[k])) / median[k]["rps"]
-        for k in SERVERS
-    )
-    # Each round's two runs are adjacent in time: their ratio cancels drift on the cores.
-    pairs = [a["rps"] / b["rps"] for a, b in zip(runs["edge"], runs["plain"], strict=True)]
-    e, p = median["edge"], median["plain"]
+        runs = abba_rounds(
+            {"edge": f"{edge.url}/predict", "plain": f"{plain.url}/predict"},
+            {"edge": edge.pid, "plain": plain.pid}, lua,
+            a="edge", b="plain", duration=duration, rounds=rounds, log=log,
+        )  # fmt: skip
+    compared = side_by_side(runs, "edge", "plain")
+    p = compared["median"]["plain"]
     log("  protocol CPU per request, in-process")
     cost = protocol_cost()
     log(f"  edge {cost['us_per_request']['edge']} µs, plain {cost['us_per_request']['plain']} µs")
@@ -86,16 +67,7 @@ def run(
         "protocol_cost": cost,
         "implied_rps_ratio": round(implied, 4),
         "runs": runs,
-        "median": median,
-        "ratios": {
-            "rps": round(statistics.median(pairs), 3),
-            "rps_of_medians": round(e["rps"] / p["rps"], 3),
-            "p99": round(e["p99_ms"] / p["p99_ms"], 3),
-            "server_cpu_per_request": round(
-                e["server_cpu_ms_per_request"] / p["server_cpu_ms_per_request"], 3
-            ),
-        },
-        "rps_spread": round(spread, 3),
+        **compared,
         "duration_s": duration,
         "rounds": rounds,
         "connections": 16,

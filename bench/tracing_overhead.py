@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.wrk import lua_script, run_wrk
+from bench.wrk import abba_rounds, lua_script, side_by_side
 from tests.support.otlp import OtlpReceiver
 from tests.support.servers import AppServer
 
@@ -51,7 +51,6 @@ def run(
     scripts.mkdir(parents=True, exist_ok=True)
     lua = scripts / "tracing-predict.lua"
     lua.write_text(lua_script([json.dumps({"text": t}, ensure_ascii=False) for t in texts]))
-    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in SERVERS}
     receiver = OtlpReceiver(keep=False)  # counts only: its CPU shares the cores with the servers
     receiver.start()
     try:
@@ -59,32 +58,16 @@ def run(
             _app(out, tracking_uri, env, "on", receiver) as on,
             _app(out, tracking_uri, env, "off", receiver) as off,
         ):
-            apps = {"on": on, "off": off}
-            for app in apps.values():
-                run_wrk(f"{app.url}/predict", lua, duration_s=max(2.0, duration / 4))
-            for r in range(rounds):
-                order = ("on", "off") if r % 2 == 0 else ("off", "on")
-                for kind in order:
-                    result = run_wrk(f"{apps[kind].url}/predict", lua, duration_s=duration,
-                                     server_pids=[apps[kind].pid])  # fmt: skip
-                    runs[kind].append(result)
-                    log(f"  {kind:4s} {result['rps']:8.1f} req/s  p50 {result['p50_ms']:.2f} ms"
-                        f"  p99 {result['p99_ms']:.2f} ms  errors {result['errors']}")  # fmt: skip
+            runs = abba_rounds(
+                {"on": f"{on.url}/predict", "off": f"{off.url}/predict"},
+                {"on": on.pid, "off": off.pid}, lua,
+                a="on", b="off", duration=duration, rounds=rounds, log=log,
+            )  # fmt: skip
         exported = receiver.count
     finally:
         receiver.stop()
-
-    def med(kind: str, key: str) -> float:
-        return float(statistics.median(r[key] for r in runs[kind]))
-
-    keys = ("rps", "p50_ms", "p99_ms", "errors", "server_cpu_ms_per_request")
-    median = {kind: {key: med(kind, key) for key in keys} for kind in SERVERS}
-    spread = max(
-        (max(r["rps"] for r in runs[k]) - min(r["rps"] for r in runs[k])) / median[k]["rps"]
-        for k in SERVERS
-    )
-    pairs = [a["rps"] / b["rps"] for a, b in zip(runs["on"], runs["off"], strict=True)]
-    on_, off_ = median["on"], median["off"]
+    compared = side_by_side(runs, "on", "off")
+    off_ = compared["median"]["off"]
     log("  span CPU per request, in-process")
     cost = span_cost()
     log(f"  traced {cost['us_per_request']['on']} µs, untraced {cost['us_per_request']['off']} µs")
@@ -95,17 +78,8 @@ def run(
         "span_cost": cost,
         "implied_rps_ratio": round(implied, 4),
         "runs": runs,
-        "median": median,
-        "ratios": {
-            "rps": round(statistics.median(pairs), 3),
-            "rps_of_medians": round(on_["rps"] / off_["rps"], 3),
-            "p99": round(on_["p99_ms"] / off_["p99_ms"], 3),
-            "server_cpu_per_request": round(
-                on_["server_cpu_ms_per_request"] / off_["server_cpu_ms_per_request"], 3
-            ),
-        },
+        **compared,
         "spans_exported": exported,
-        "rps_spread": round(spread, 3),
         "duration_s": duration,
         "rounds": rounds,
         "connections": 16,

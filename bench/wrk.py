@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import time
 from collections.abc import Sequence
@@ -126,3 +127,50 @@ def run_wrk(
         round(1000 * result["server_cpu_s"] / result["requests"], 4) if result["requests"] else None
     )
     return result
+
+
+def abba_rounds(
+    urls: dict[str, str], pids: dict[str, int], lua: Path, *, a: str, b: str,
+    duration: float, rounds: int, log: Any,
+) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
+    """Warm both servers, then `rounds` wrk runs each, in A B / B A order so that drift on the
+    cores falls on both sides alike."""
+    for url in urls.values():
+        run_wrk(url, lua, duration_s=max(2.0, duration / 4))
+    runs: dict[str, list[dict[str, Any]]] = {a: [], b: []}
+    for r in range(rounds):
+        for kind in (a, b) if r % 2 == 0 else (b, a):
+            result = run_wrk(urls[kind], lua, duration_s=duration, server_pids=[pids[kind]])
+            runs[kind].append(result)
+            log(f"  {kind:6s} {result['rps']:8.1f} req/s  p50 {result['p50_ms']:.2f} ms  "
+                f"p99 {result['p99_ms']:.2f} ms  errors {result['errors']}")  # fmt: skip
+    return runs
+
+
+def side_by_side(runs: dict[str, list[dict[str, Any]]], a: str, b: str) -> dict[str, Any]:
+    """Medians per side, A/B ratios and the run-to-run spread the ratios are read against."""
+    keys = ("rps", "p50_ms", "p99_ms", "errors", "server_cpu_ms_per_request")
+    median = {
+        kind: {key: float(statistics.median(r[key] for r in runs[kind])) for key in keys}
+        for kind in (a, b)
+    }
+    # Run-to-run spread of one server against itself: the noise the ratio is read against.
+    spread = max(
+        (max(r["rps"] for r in runs[k]) - min(r["rps"] for r in runs[k])) / median[k]["rps"]
+        for k in (a, b)
+    )
+    # Each round's two runs are adjacent in time: their ratio cancels drift on the cores.
+    pairs = [x["rps"] / y["rps"] for x, y in zip(runs[a], runs[b], strict=True)]
+    ma, mb = median[a], median[b]
+    return {
+        "median": median,
+        "ratios": {
+            "rps": round(statistics.median(pairs), 3),
+            "rps_of_medians": round(ma["rps"] / mb["rps"], 3),
+            "p99": round(ma["p99_ms"] / mb["p99_ms"], 3),
+            "server_cpu_per_request": round(
+                ma["server_cpu_ms_per_request"] / mb["server_cpu_ms_per_request"], 3
+            ),
+        },
+        "rps_spread": round(spread, 3),
+    }
