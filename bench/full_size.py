@@ -24,7 +24,7 @@ def pad_to_full_size(
     small_dir: Path, out_dir: Path, *, n_char: int = FULL_CHAR_FEATURES,
     n_word: int = FULL_WORD_FEATURES, seed: int = 0,
 ) -> Path:  # fmt: skip
-    from bluegreen.model.runtime import CompiledEnsemble
+    from bluegreen.model.inference import CompiledEnsemble
 
     small = CompiledEnsemble.load(small_dir)
     ex = small.extractor
@@ -79,7 +79,7 @@ def register_full_size(tracking_uri: str, model_name: str, small_source: str) ->
     import mlflow
 
     from bluegreen.model import bundle, registry_io
-    from bluegreen.model.runtime import CompiledEnsemble
+    from bluegreen.model.inference import CompiledEnsemble
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)

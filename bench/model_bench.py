@@ -87,7 +87,7 @@ def synthetic(seed: int = 0) -> Any:
     import numpy as np
 
     from bluegreen.model import textfeat
-    from bluegreen.model.runtime import CompiledEnsemble
+    from bluegreen.model.inference import CompiledEnsemble
 
     norms = [textfeat.normalize(t) for t in _read_texts(_data_dir() / "nsmc_sample_train.tsv.gz")]
     _, hashes = textfeat.char_ngram_hashes(norms, 1, 5)
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         allowed = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {args.core if args.core is not None else allowed[0]})
 
-    from bluegreen.model.runtime import CompiledEnsemble, EnsembleSentimentModel
+    from bluegreen.model.inference import CompiledEnsemble, EnsembleSentimentModel
 
     rows: list[tuple[str, str]] = []
     pyfunc_model: Any = None

@@ -29,8 +29,8 @@ from bluegreen.api.webhooks import DeliveryLog, mlflow_webhook
 from bluegreen.bootstrap import bootstrap_if_empty
 from bluegreen.logging import configure_logging, event
 from bluegreen.registry import Registry, configure_mlflow_client_env
-from bluegreen.runtime import LoaderFactory, Runtime, registry_loader
 from bluegreen.settings import Settings
+from bluegreen.wiring import LoaderFactory, Runtime, registry_loader
 
 log = logging.getLogger("bluegreen.app")
 PROCESS_SAMPLE_INTERVAL_S = 5.0

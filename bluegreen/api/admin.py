@@ -14,7 +14,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from bluegreen.api.admin_auth import actor_of, peer_of, require_admin
 from bluegreen.api.schemas import CanaryRequest, ErrorBody, PromoteRequest
 from bluegreen.logging import event
-from bluegreen.runtime import Runtime
+from bluegreen.wiring import Runtime
 
 log = logging.getLogger("bluegreen.admin")
 

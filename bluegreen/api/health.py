@@ -16,7 +16,7 @@ from prometheus_client import (
 
 from bluegreen import metrics
 from bluegreen.api.schemas import HealthBody
-from bluegreen.runtime import Runtime
+from bluegreen.wiring import Runtime
 
 
 @get("/healthz", summary="Process is alive", tags=["health"])

@@ -25,9 +25,9 @@ from bluegreen.api.schemas import (
 )
 from bluegreen.logging import event
 from bluegreen.model.textfeat import is_blank
-from bluegreen.runtime import Runtime
 from bluegreen.serving.contract import LABELS
 from bluegreen.serving.predictor import Prediction
+from bluegreen.wiring import Runtime
 
 log = logging.getLogger("bluegreen.requests")
 CLIENT_ID_HEADER = "x-client-id"

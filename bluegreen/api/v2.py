@@ -48,10 +48,10 @@ from bluegreen.api.v2_codec import (
     decode_request,
     encode_response,
 )
-from bluegreen.runtime import Runtime
 from bluegreen.serving.contract import LABELS
 from bluegreen.serving.predictor import NoLiveModel, Prediction, VersionNotLoaded
 from bluegreen.serving.slot import Slot
+from bluegreen.wiring import Runtime
 
 SERVER_NAME = "bluegreen"
 EXTENSIONS = ["binary_tensor_data"]

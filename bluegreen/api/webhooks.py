@@ -30,7 +30,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from bluegreen import metrics
 from bluegreen.api.schemas import ErrorBody
 from bluegreen.logging import event
-from bluegreen.runtime import Runtime
+from bluegreen.wiring import Runtime
 
 log = logging.getLogger("bluegreen.webhooks")
 WEBHOOK_ERRORS = {

@@ -87,7 +87,7 @@ def _prepare(
     cache: VersionCache,
 ) -> None:  # fmt: skip
     from bluegreen.model import bundle
-    from bluegreen.model.runtime import CompiledEnsemble
+    from bluegreen.model.inference import CompiledEnsemble
 
     started = time.perf_counter()
     source = Path(repo.download_artifacts(bundle_path, str(stage / "src")))

@@ -29,7 +29,7 @@ log = logging.getLogger("bluegreen.loader")
 
 def map_bundle(ref: ModelRef, entry: Path, cache: VersionCache) -> LoadedModel:
     """Map a prepared cache entry and hold its lease until the model is freed."""
-    from bluegreen.model.runtime import CompiledEnsemble, EnsembleSentimentModel
+    from bluegreen.model.inference import CompiledEnsemble, EnsembleSentimentModel
 
     lease = cache.lease(entry)
     try:
@@ -49,7 +49,7 @@ def warm_mapped_kernels(scratch_root: Path) -> None:
 
     import numpy as np
 
-    from bluegreen.model.runtime import CompiledEnsemble
+    from bluegreen.model.inference import CompiledEnsemble
 
     tiny = CompiledEnsemble(
         char_hashes=np.array([1, 2], dtype=np.uint64), char_range=(1, 2), word_keys=["준비"],

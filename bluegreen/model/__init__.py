@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .labels import LABELS
 
 if TYPE_CHECKING:
-    from .runtime import CompiledEnsemble, EnsembleSentimentModel
+    from .inference import CompiledEnsemble, EnsembleSentimentModel
     from .training import TrainResult, bootstrap_default_model, train_and_log
 
 __all__ = [
@@ -30,8 +30,8 @@ __all__ = [
 ]
 
 _LAZY = {
-    "CompiledEnsemble": "runtime",
-    "EnsembleSentimentModel": "runtime",
+    "CompiledEnsemble": "inference",
+    "EnsembleSentimentModel": "inference",
     "TrainResult": "training",
     "bootstrap_default_model": "training",
     "train_and_log": "training",

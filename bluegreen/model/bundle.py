@@ -4,7 +4,7 @@
 checks every file against it before reading any of them, and the sha256 of the manifest itself
 is recorded in the registry (model-version tag ``bluegreen.manifest_sha256``) and in the logged
 model's ``MLmodel`` metadata. Nothing in the directory is executed: the code that reads it is
-the server's own (``runtime.CompiledEnsemble``).
+the server's own (``inference.CompiledEnsemble``).
 
 Trust: a writer of the artifact store alone cannot change a version unnoticed (the manifest's
 hash sits in the registry); a writer of the registry can register any bundle, but a bundle

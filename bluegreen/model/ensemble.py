@@ -14,9 +14,9 @@ from sklearn.model_selection import StratifiedKFold
 
 from .evaluate import three_class_metrics, tune_binary_offset
 from .features import FeatureSpace
+from .inference import CompiledEnsemble
 from .labels import LABELS
 from .members import FittedMember
-from .runtime import CompiledEnsemble
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from .runtime import count_matrix
+from .inference import count_matrix
 from .textfeat import Extractor, char_ngram_hashes, normalize, word_ngrams
 
 U64 = npt.NDArray[np.uint64]

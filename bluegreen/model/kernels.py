@@ -1,15 +1,15 @@
 """Compiled inference kernels (numba): hashing, table probing and the folded dot product in
 one pass per text, with no per-n-gram numpy call.
 
-The numpy path in :mod:`runtime` computes the same numbers with ~30 array calls per text;
+The numpy path in :mod:`inference` computes the same numbers with ~30 array calls per text;
 each costs about a microsecond, which is what kept one short text near 300 µs. Here the whole
 text is one loop: hash each char n-gram incrementally and probe the bucketed hash table; find
 the words (runs of ``\\w`` code points, tabulated) and probe a second table with the hashes of
 words and word pairs, so no Python string is built per word; then sort the columns, count
 repeats, and accumulate ``tf · idf · W`` and the l2 norms member by member.
 
-Shipped inside every logged model (like :mod:`runtime`); imported lazily and optional: when
-numba is missing or JIT is disabled, :mod:`runtime` falls back to its numpy path, which is also
+Shipped inside every logged model (like :mod:`inference`); imported lazily and optional: when
+numba is missing or JIT is disabled, :mod:`inference` falls back to its numpy path, which is also
 the reference the tests compare these kernels with. ``nogil`` lets batches scored in a worker
 thread run beside the event loop.
 """

@@ -13,7 +13,7 @@
   view the classifiers lack (a 4 and a 1 are both "negative" to them), entered as ``(-s, 0, s)``.
 
 Every member exposes the same folded form: ``logits = weight_rows(counts, idf, flags) @ coef +
-intercept``, which is exactly what :class:`bluegreen.model.runtime.CompiledEnsemble` computes.
+intercept``, which is exactly what :class:`bluegreen.model.inference.CompiledEnsemble` computes.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from .features import FeatureSpace
+from .inference import weight_rows
 from .labels import LABELS
-from .runtime import weight_rows
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]

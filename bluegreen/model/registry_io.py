@@ -26,7 +26,7 @@ from typing import Any
 from . import bundle
 from .labels import LABELS
 
-RUNTIME_MODULES = ("labels.py", "textfeat.py", "kernels.py", "runtime.py")
+RUNTIME_MODULES = ("labels.py", "textfeat.py", "kernels.py", "inference.py")
 PACKAGE_PREFIX = "bluegreen_sentiment_rt_"
 MODEL_ARTIFACT_PATH = "model"
 PRODUCTION_METRIC = "test_macro_f1"
@@ -63,12 +63,12 @@ def runtime_package() -> Iterator[tuple[Path, Any]]:
         )
         for mod in RUNTIME_MODULES:
             shutil.copyfile(here / mod, pkg / mod)
-        if f"{name}.runtime" in sys.modules:
-            module = sys.modules[f"{name}.runtime"]
+        if f"{name}.inference" in sys.modules:
+            module = sys.modules[f"{name}.inference"]
         else:
             sys.path.insert(0, tmp)
             try:
-                module = importlib.import_module(f"{name}.runtime")
+                module = importlib.import_module(f"{name}.inference")
             finally:
                 sys.path.remove(tmp)
         yield pkg, module

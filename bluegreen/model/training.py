@@ -28,9 +28,9 @@ from .evaluate import (
     tune_binary_offset,
 )
 from .features import FeatureConfig, build_feature_space
+from .inference import CompiledEnsemble, EnsembleSentimentModel
 from .labels import LABELS
 from .members import FittedMember, MemberConfig, fit_member
-from .runtime import CompiledEnsemble, EnsembleSentimentModel
 
 log = logging.getLogger(__name__)
 

@@ -88,7 +88,7 @@ def test_hadolint_passes(hadolint: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_runtime_is_the_default_target_and_runs_unprivileged() -> None:
+def test_inference_is_the_default_target_and_runs_unprivileged() -> None:
     stages = parse_dockerfile()
     runtime = stages[-1]
     assert runtime.name == "runtime", "the last stage is what `docker build .` produces"

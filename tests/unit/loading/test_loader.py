@@ -11,7 +11,7 @@ import pytest
 
 from bluegreen.loading.cache import VersionCache
 from bluegreen.loading.loader import map_bundle
-from bluegreen.model.runtime import CompiledEnsemble
+from bluegreen.model.inference import CompiledEnsemble
 from bluegreen.serving.model_handle import ModelRef
 
 

@@ -16,7 +16,7 @@ import yaml
 
 from bluegreen.loading.supervisor import ChildConfig, LoaderChild
 from bluegreen.model import bundle
-from bluegreen.model.runtime import CompiledEnsemble
+from bluegreen.model.inference import CompiledEnsemble
 from bluegreen.serving.lifecycle import TransientLoadError
 
 

@@ -9,8 +9,8 @@ import pytest
 from bluegreen.model import data
 from bluegreen.model.ensemble import StackerConfig
 from bluegreen.model.features import FeatureConfig
+from bluegreen.model.inference import CompiledEnsemble, EnsembleSentimentModel
 from bluegreen.model.members import MemberConfig
-from bluegreen.model.runtime import CompiledEnsemble, EnsembleSentimentModel
 from bluegreen.model.training import ProfileConfig, fit_ensemble
 
 TINY = ProfileConfig(

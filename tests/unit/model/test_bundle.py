@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bluegreen.model import bundle
-from bluegreen.model.runtime import CompiledEnsemble, EnsembleSentimentModel
+from bluegreen.model.inference import CompiledEnsemble, EnsembleSentimentModel
 
 
 @pytest.fixture

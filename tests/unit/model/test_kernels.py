@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bluegreen.model import runtime, textfeat
-from bluegreen.model.runtime import CompiledEnsemble
-from tests.unit.model.test_runtime import ODD_TEXTS
+from bluegreen.model import inference, textfeat
+from bluegreen.model.inference import CompiledEnsemble
+from tests.unit.model.test_inference import ODD_TEXTS
 
 
 def _reference(compiled: CompiledEnsemble, texts: list[str]) -> np.ndarray:
@@ -72,10 +72,10 @@ def test_lone_surrogates_are_scored_not_raised(loaded: CompiledEnsemble) -> None
 
 
 def test_line_table_finds_every_key_through_overflow_chains() -> None:
-    kernels = runtime._load_kernels()
+    kernels = inference._load_kernels()
     rng = np.random.default_rng(5)
     keys = np.unique(rng.integers(1, 2**63, size=5000, dtype=np.uint64))
-    table, shift = runtime.line_table(kernels, keys)
+    table, shift = inference.line_table(kernels, keys)
     assert table.ctypes.data % 64 == 0  # one bucket = one cache line
     homes = ((keys * np.uint64(0xD6E8FEB86659FD93)) >> shift).astype(np.int64)
     placed = {int(k): b for b in range(table.shape[0]) for k in table[b, :4] if k}
@@ -87,10 +87,10 @@ def test_line_table_finds_every_key_through_overflow_chains() -> None:
     assert all(kernels._probe(q, table, shift) == -1 for q in absent)
     assert kernels._probe(np.uint64(0), table, shift) == -1  # 0 marks empty slots
     with pytest.raises(ValueError, match="reserved"):
-        runtime.line_table(kernels, np.array([0, 5], dtype=np.uint64))
+        inference.line_table(kernels, np.array([0, 5], dtype=np.uint64))
     # a repeated key would leave one column unreachable: found while filling, even far apart
     with pytest.raises(ValueError, match="duplicate"):
-        runtime.line_table(kernels, np.concatenate([keys, keys[2500:2501]]))
+        inference.line_table(kernels, np.concatenate([keys, keys[2500:2501]]))
 
 
 def _with_word_keys(full: CompiledEnsemble, word_keys: list[str]) -> CompiledEnsemble:
@@ -125,7 +125,7 @@ def test_repeated_word_keys_fail_at_load(
     loaded: CompiledEnsemble, kernels: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not kernels:
-        monkeypatch.setattr(runtime, "_load_kernels", lambda: None)
+        monkeypatch.setattr(inference, "_load_kernels", lambda: None)
     keys = list(loaded.extractor.word_keys)
     keys[-1] = keys[0]
     with pytest.raises(ValueError, match="not unique"):
@@ -172,17 +172,17 @@ def test_kernel_source_is_cached_under_a_content_addressed_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
-    code = Path(runtime.__file__).with_name("kernels.py").read_bytes()
-    first = runtime._stable_kernel_file(code, "bluegreen_kernels_x")
+    code = Path(inference.__file__).with_name("kernels.py").read_bytes()
+    first = inference._stable_kernel_file(code, "bluegreen_kernels_x")
     assert first is not None
     assert first.read_bytes() == code
     stamp = first.stat().st_mtime
-    again = runtime._stable_kernel_file(code, "bluegreen_kernels_x")
+    again = inference._stable_kernel_file(code, "bluegreen_kernels_x")
     assert again == first
     # a fixed mtime keeps numba's cache index valid when the file is rewritten
-    assert again.stat().st_mtime == stamp == runtime._KERNEL_MTIME
+    assert again.stat().st_mtime == stamp == inference._KERNEL_MTIME
     first.write_bytes(b"# tampered\n")
-    assert runtime._stable_kernel_file(code, "bluegreen_kernels_x") == first
+    assert inference._stable_kernel_file(code, "bluegreen_kernels_x") == first
     assert first.read_bytes() == code
 
 
@@ -192,13 +192,13 @@ def test_unwritable_cache_dir_falls_back_to_the_source(
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(blocker))
-    assert runtime._stable_kernel_file(b"x = 1\n", "bluegreen_kernels_y") is None
+    assert inference._stable_kernel_file(b"x = 1\n", "bluegreen_kernels_y") is None
 
 
 def test_without_numba_the_numpy_path_serves(
     saved_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runtime, "_load_kernels", lambda: None)
+    monkeypatch.setattr(inference, "_load_kernels", lambda: None)
     compiled = CompiledEnsemble.load(saved_dir)
     assert not compiled.compiled_kernels
     p = compiled.predict_proba(["최고의 영화", "최악"])
@@ -214,20 +214,20 @@ def test_a_kernel_that_fails_leaves_the_numpy_path(
         def ensemble_logits(*_args: object) -> None:
             raise RuntimeError("LLVM exploded")
 
-    monkeypatch.setattr(runtime, "_load_kernels", lambda: Broken)
+    monkeypatch.setattr(inference, "_load_kernels", lambda: Broken)
     compiled = CompiledEnsemble.load(saved_dir)
     assert not compiled.compiled_kernels
     assert compiled.predict_proba(["최고"]).shape == (1, 3)
 
 
 def test_kernels_are_imported_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    # a model's directory (where runtime.py and kernels.py live) may be deleted after loading;
+    # a model's directory (where inference.py and kernels.py live) may be deleted after loading;
     # switching kernels back on later must not need it
     calls: list[int] = []
-    monkeypatch.setattr(runtime, "_once_values", {})
-    monkeypatch.setattr(runtime, "_import_kernels", lambda: calls.append(1) or None)
-    assert runtime._load_kernels() is None
-    assert runtime._load_kernels() is None
+    monkeypatch.setattr(inference, "_once_values", {})
+    monkeypatch.setattr(inference, "_import_kernels", lambda: calls.append(1) or None)
+    assert inference._load_kernels() is None
+    assert inference._load_kernels() is None
     assert calls == [1]
 
 

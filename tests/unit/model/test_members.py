@@ -7,8 +7,8 @@ import scipy.sparse as sp
 from bluegreen.model import data
 from bluegreen.model.evaluate import all_metrics
 from bluegreen.model.features import FeatureConfig, build_feature_space
+from bluegreen.model.inference import weight_rows
 from bluegreen.model.members import MemberConfig, fit_member
-from bluegreen.model.runtime import weight_rows
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from bluegreen.serving.predictor import Predictor
 from bluegreen.settings import Settings
 from bluegreen.threads import DaemonExecutor
 
-log = logging.getLogger("bluegreen.runtime")
+log = logging.getLogger("bluegreen.wiring")
 T = TypeVar("T")
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from bluegreen.model import LABELS
-from bluegreen.model.runtime import CompiledEnsemble, EnsembleSentimentModel
+from bluegreen.model.inference import CompiledEnsemble, EnsembleSentimentModel
 from bluegreen.model.training import fit_ensemble
 
 ODD_TEXTS = [
@@ -148,7 +148,7 @@ def test_text_cache_is_bounded_in_bytes(model: EnsembleSentimentModel) -> None:
 def test_text_cache_count_bound_and_old_state() -> None:
     import pickle
 
-    from bluegreen.model.runtime import CACHE_MAX_BYTES
+    from bluegreen.model.inference import CACHE_MAX_BYTES
 
     m = EnsembleSentimentModel(None, cache_size=7, cache_max_bytes=12345)
     again = pickle.loads(pickle.dumps(m))
