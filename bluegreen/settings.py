@@ -204,6 +204,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = attrs.field(default=8000, validator=_non_negative)
     workers: int = attrs.field(default=1, validator=_positive)
+    url: str = ""
+    """Server address the `bluegreen` client commands (status, rollback...) call, e.g.
+    `http://bluegreen:8000`; empty: `http://<host>:<port>` of a local `bluegreen serve`."""
 
     @property
     def embedded(self) -> bool:
