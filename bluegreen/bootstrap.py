@@ -22,15 +22,16 @@ log = logging.getLogger("bluegreen.bootstrap")
 EXPERIMENT = "bluegreen-bootstrap"
 
 
-def ensure_experiment(settings: Settings) -> None:
-    """Keep embedded-registry artifacts under the project-local state dir, not ./mlruns."""
+def ensure_experiment(settings: Settings, name: str = EXPERIMENT) -> None:
+    """Keep embedded-registry artifacts under the project-local state dir, not ./mlruns
+    (`bluegreen train` calls this too, with its own experiment `name`)."""
     import mlflow
 
     mlflow.set_tracking_uri(settings.effective_tracking_uri)
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+    if mlflow.get_experiment_by_name(name) is None:
         location = settings.artifact_root.as_uri() if settings.embedded else None
-        mlflow.create_experiment(EXPERIMENT, artifact_location=location)
-    os.environ["MLFLOW_EXPERIMENT_NAME"] = EXPERIMENT
+        mlflow.create_experiment(name, artifact_location=location)
+    os.environ["MLFLOW_EXPERIMENT_NAME"] = name
 
 
 def bootstrap_if_empty(settings: Settings, registry: Registry) -> int | None:

@@ -1,8 +1,12 @@
-"""``train`` command of the model package (``python -m bluegreen train ...`` calls :func:`main`).
+"""``train`` and ``fit`` commands of the model package.
 
 train [--data DIR] [--sample N] [--seed S] [--register] [--alias NAME]
       [--promote-if-better] [--profile small|full] [--model-name NAME]
-      [--tracking-uri URI] [--test-sample N]
+      [--tracking-uri URI] [--test-sample N] [--from-fit DIR]
+
+``bluegreen train`` (``bluegreen/cli/train.py``) parses with :func:`build_parser`, giving the
+server's settings as defaults (registry, model name, data), and calls :func:`run`; this module
+itself knows nothing of the server, so ``python -m bluegreen.model.cli`` works without it.
 """
 
 from __future__ import annotations
@@ -11,10 +15,14 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(train_defaults: Mapping[str, Any] | None = None) -> argparse.ArgumentParser:
+    """`train_defaults`: defaults of the ``train`` options, by destination name
+    (``tracking_uri``, ``model_name``, ``data``), over the ones below."""
     ap = argparse.ArgumentParser(prog="bluegreen", description="bluegreen model tools")
     sub = ap.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train the ensemble, log it to MLflow, optionally register")
@@ -39,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--tracking-uri",
         default=None,
-        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI / MLflow's default)",
+        help="MLflow tracking URI (bluegreen train: the registry bluegreen serve follows; "
+        "python -m bluegreen.model.cli: MLFLOW_TRACKING_URI / MLflow's default)",
     )
     t.add_argument(
         "--from-fit",
@@ -47,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="log a directory written by `fit` instead of training again",
     )
+    t.set_defaults(**(train_defaults or {}))
     f = sub.add_parser("fit", help="train + evaluate without MLflow; write the result to --out")
     f.add_argument("--data", type=Path, default=None)
     f.add_argument("--out", type=Path, required=True)
@@ -71,7 +81,11 @@ _SUMMARY = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed ``train`` or ``fit`` command."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.command == "fit":
         from .training import fit_and_evaluate

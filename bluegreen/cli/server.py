@@ -1,14 +1,16 @@
-"""`python -m bluegreen serve | train`. Imports stay lazy: `serve` must set the Prometheus
-multiprocess directory before prometheus_client is imported anywhere."""
+"""`bluegreen serve`: run the API under uvicorn. Imports stay lazy: `serve` must set the
+Prometheus multiprocess directory before prometheus_client is imported anywhere."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+import click
 
 if TYPE_CHECKING:
     from bluegreen.settings import Settings
@@ -53,7 +55,18 @@ def uvicorn_options(settings: Settings, *, http: str = EDGE_PROTOCOL) -> dict[st
     }
 
 
-def serve(args: argparse.Namespace, *, http: str = EDGE_PROTOCOL) -> int:
+class ServeArgs(Protocol):
+    """What `serve` reads from its command line (an `argparse.Namespace` will do)."""
+
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def port(self) -> int | None: ...
+    @property
+    def workers(self) -> int | None: ...
+
+
+def serve(args: ServeArgs, *, http: str = EDGE_PROTOCOL) -> int:
     """`bluegreen serve`; `http` names uvicorn's HTTP protocol (the benchmark's baseline
     passes uvicorn's stock "httptools")."""
     from bluegreen.edge.fd_limit import raise_open_files_limit
@@ -90,24 +103,20 @@ def serve(args: argparse.Namespace, *, http: str = EDGE_PROTOCOL) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "train":
-        from bluegreen.model.cli import main as train_main
-
-        return train_main(argv)
-    parser = argparse.ArgumentParser(prog="bluegreen")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve_cmd = sub.add_parser("serve", help="run the API (uvicorn)")
-    serve_cmd.add_argument("--host")
-    serve_cmd.add_argument("--port", type=int)
-    serve_cmd.add_argument("--workers", type=int)
-    sub.add_parser("train", help="train the ensemble (see `bluegreen train --help`)")
-    args = parser.parse_args(argv)
-    if args.command == "serve":
-        return serve(args)
-    return 2
+@attrs.frozen
+class _Args:
+    host: str | None
+    port: int | None
+    workers: int | None
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+@click.command("serve")
+@click.option("--host", help="Address to bind (default: BLUEGREEN_HOST, 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default: BLUEGREEN_PORT, 8000).")
+@click.option("--workers", type=int, help="Worker processes (default: BLUEGREEN_WORKERS, 1).")
+@click.pass_context
+def serve_command(
+    ctx: click.Context, host: str | None, port: int | None, workers: int | None
+) -> None:
+    """Run the API (uvicorn) on the registry the settings name."""
+    ctx.exit(serve(_Args(host, port, workers)))
