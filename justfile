@@ -72,3 +72,27 @@ dashboards: setup
 # validate deployment artifacts: hadolint, docker-compose config, promtool, kubernetes-validate, dashboard
 compose-check: setup
     {{py}} -m pytest -q tests/ops -m "not integration"
+
+# the running server's live version, canary, readiness and slots (`just status --json`)
+status *ARGS: setup
+    {{py}} -m bluegreen status {{ARGS}}
+
+# the alias, the fleet-wide promotion history and rejected versions
+versions *ARGS: setup
+    {{py}} -m bluegreen versions {{ARGS}}
+
+# promote the canary now, or pin a version: `just promote 3`
+promote *ARGS: setup
+    {{py}} -m bluegreen promote {{ARGS}}
+
+# one step back in the promotion history, fleet-wide
+rollback *ARGS: setup
+    {{py}} -m bluegreen rollback {{ARGS}}
+
+# reconcile with the registry now
+reload *ARGS: setup
+    {{py}} -m bluegreen reload {{ARGS}}
+
+# canary share for new versions, or stop the running canary: `just canary 10`, `just canary abort`
+canary *ARGS: setup
+    {{py}} -m bluegreen canary {{ARGS}}
