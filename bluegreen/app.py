@@ -37,7 +37,7 @@ PROCESS_SAMPLE_INTERVAL_S = 5.0
 
 
 async def _bootstrap(runtime: Runtime) -> None:
-    """Train a default model on an empty registry, then let the poller start."""
+    """Train a default model on an empty registry, then let the controller start."""
     runtime.status = "bootstrapping"
     runtime.status_detail = "training the default model on an empty registry"
     loop = asyncio.get_running_loop()
@@ -69,7 +69,7 @@ def create_app(
 ) -> Litestar:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
-    configure_mlflow_client_env(settings.effective_tracking_uri)
+    configure_mlflow_client_env(settings.effective_tracking_uri, settings.registry_timeout_s)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -221,6 +221,16 @@ CANARY_LAST_REJECTED_TIMESTAMP = Gauge(
 REGISTRY_POLLS = Counter(
     "bluegreen_registry_polls", "Registry reconciles, by result (ok, error)", ["result"]
 )
+REGISTRY_DEADLINES = Counter(
+    "bluegreen_registry_deadline_exceeded",
+    "Registry calls abandoned at BLUEGREEN_REGISTRY_TIMEOUT_S, by call",
+    ["call"],
+)
+HISTORY_ENTRIES = Counter(
+    "bluegreen_history_entries",
+    "Promotion-history entries this process wrote to the registry, by action",
+    ["action"],
+)
 REGISTRY_LAST_SUCCESS = Gauge(
     "bluegreen_registry_last_success_timestamp_seconds",
     "Unix time of the last successful registry poll",

@@ -7,7 +7,10 @@ without touching the live slot; "no such thing" is an ordinary answer.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import secrets
 import time
 from typing import Any
 
@@ -21,10 +24,20 @@ CANARY_PERCENT_TAG = "bluegreen.canary_percent"
 MANIFEST_TAG = "bluegreen.manifest_sha256"
 """Also `bluegreen.model.bundle.MANIFEST_TAG`; spelled here so the registry view needs no
 import of the model package."""
+UNREJECTED_TAG = "bluegreen.unrejected"
+"""Version tag: who cleared a rejection, when, and what the rejection said (the audit trail)."""
+HISTORY_TAG_PREFIX = "bluegreen.history."
+"""Registered-model tags `bluegreen.history.<seq>-<nonce>`, one JSON entry each: the fleet's
+promotion history, read in the control check's own `get_registered_model` call."""
+HISTORY_SEQ_DIGITS = 10
 
 
 class RegistryUnavailable(Exception):
     pass
+
+
+class RegistryDeadlineExceeded(RegistryUnavailable):
+    """A registry call ran past `BLUEGREEN_REGISTRY_TIMEOUT_S`; it was abandoned, not awaited."""
 
 
 class UnknownVersion(LookupError):
@@ -54,6 +67,16 @@ class ControlView:
 
     alias_version: int | None
     canary_percent: float | None
+    history: tuple[tuple[str, str], ...] = ()
+    """The raw `bluegreen.history.*` tags (key, JSON), in key order: oldest first."""
+
+
+@attrs.frozen
+class VersionInfo:
+    version: int
+    rejected: str | None
+    created_at: float
+    """Unix seconds."""
 
 
 def _is_not_found(exc: BaseException) -> bool:
@@ -61,16 +84,20 @@ def _is_not_found(exc: BaseException) -> bool:
     return code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 
 
-def configure_mlflow_client_env(tracking_uri: str) -> None:
+def configure_mlflow_client_env(tracking_uri: str, timeout_s: float = 10.0) -> None:
     """Point every MLflow API in this process at our registry.
 
     `models:/` downloads resolve through MLflow's global registry URI, not through our
     client, so the embedded default (no MLFLOW_TRACKING_URI set) would otherwise look in
     ./mlruns. MLflow's REST client also retries for minutes by default; we back off ourselves.
+    One retry and a per-attempt timeout of half the call deadline: both attempts fit inside
+    the deadline, so a thread abandoned at the deadline ends soon after on its own (a server
+    that trickles bytes can still hold it longer, which is why the deadline does not rely on
+    this timeout).
     """
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.5")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, math.floor(timeout_s / 2))))
     import mlflow
     import mlflow.artifacts
     import mlflow.pyfunc  # imported now, not on the first swap, so app start-up freezes it
@@ -90,6 +117,10 @@ class Registry:
         self.alias = alias
         self.stages = stages
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    @property
+    def alias_name(self) -> str:
+        return self.alias
 
     def model_uri(self, version: int) -> str:
         return f"models:/{self.model_name}/{version}"
@@ -146,7 +177,43 @@ class Registry:
             canary = float(percent) if percent not in (None, "") else None
         except ValueError:
             canary = None
-        return ControlView(int(raw) if raw is not None else None, canary)
+        history = tuple(sorted((k, v) for k, v in tags.items() if k.startswith(HISTORY_TAG_PREFIX)))
+        return ControlView(int(raw) if raw is not None else None, canary, history)
+
+    def list_versions(self) -> list[VersionInfo]:
+        """Every version of the model, newest first, with its rejection if any."""
+        try:
+            found = self._call(self._client.search_model_versions, f"name='{self.model_name}'")
+        except UnknownVersion:
+            return []
+        infos = [
+            VersionInfo(
+                int(mv.version),
+                dict(getattr(mv, "tags", {}) or {}).get(REJECTED_TAG),
+                (mv.creation_timestamp or 0) / 1000,
+            )
+            for mv in found
+        ]
+        return sorted(infos, key=lambda i: i.version, reverse=True)
+
+    def append_history(
+        self, entry_json: str, keep: int, current: tuple[tuple[str, str], ...] | None = None
+    ) -> str:
+        """Add one history entry after the newest, then drop the oldest beyond `keep`.
+
+        Each entry is a tag of its own, so writers never rewrite each other's entries. The
+        sequence number orders them; the nonce keeps two processes that append at the same
+        moment (same sequence number) from overwriting each other. `current` is the history
+        as just read (saves reading it again). Returns the tag's key."""
+        history = self.control_view().history if current is None else current
+        seqs = [_seq_of(key) for key, _ in history]
+        seq = max(seqs, default=0) + 1
+        key = f"{HISTORY_TAG_PREFIX}{seq:0{HISTORY_SEQ_DIGITS}d}-{secrets.token_hex(3)}"
+        self._call(self._client.set_registered_model_tag, self.model_name, key, entry_json)
+        for old, _ in history[: max(0, len(history) + 1 - keep)]:
+            with contextlib.suppress(UnknownVersion):
+                self._call(self._client.delete_registered_model_tag, self.model_name, old)
+        return key
 
     def get(self, version: int) -> Target:
         mv = self._call(self._client.get_model_version, self.model_name, str(version))
@@ -171,10 +238,17 @@ class Registry:
             self.model_name, str(version), REJECTED_AT_TAG, str(int(time.time())),
         )  # fmt: skip
 
-    def clear_rejected(self, version: int) -> None:
+    def clear_rejected(self, version: int, *, audit: str) -> None:
+        """Remove the rejection; `audit` (who, why, what it said) stays as a version tag."""
         self._call(
-            self._client.delete_model_version_tag, self.model_name, str(version), REJECTED_TAG
-        )
+            self._client.set_model_version_tag,
+            self.model_name, str(version), UNREJECTED_TAG, audit[:4000],
+        )  # fmt: skip
+        for tag in (REJECTED_TAG, REJECTED_AT_TAG):
+            with contextlib.suppress(UnknownVersion):
+                self._call(
+                    self._client.delete_model_version_tag, self.model_name, str(version), tag
+                )
 
     def set_alias(self, version: int, *, who: str, why: str) -> None:
         # Tag first: a process that sees the new alias must also see that it was vetted.
@@ -198,12 +272,19 @@ class Registry:
             self.model_name, CANARY_PERCENT_TAG, f"{percent:g}",
         )  # fmt: skip
 
-    def restore_alias(self, live_version: int, rejected_version: int) -> None:
-        """Point the alias back at the version that serves, recording what was rejected."""
-        self.set_alias(
-            live_version, who="bluegreen", why=f"version {rejected_version} was rejected"
-        )
+    def restore_alias(self, good_version: int, rejected_version: int) -> None:
+        """Point the alias back at a servable version, recording what was rejected."""
         self._call(
             self._client.set_model_version_tag,
-            self.model_name, str(live_version), ALIAS_RESTORED_TAG, str(rejected_version),
+            self.model_name, str(good_version), ALIAS_RESTORED_TAG, str(rejected_version),
         )  # fmt: skip
+        self.set_alias(
+            good_version, who="bluegreen", why=f"version {rejected_version} was rejected"
+        )
+
+
+def _seq_of(key: str) -> int:
+    try:
+        return int(key[len(HISTORY_TAG_PREFIX) :].split("-", 1)[0])
+    except ValueError:
+        return 0

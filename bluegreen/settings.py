@@ -106,6 +106,11 @@ class Settings:
     """Cheap alias-only check between full polls; 0 disables it. Bounds fleet convergence."""
     registry_backoff_base_s: float = attrs.field(default=1.0, validator=_positive)
     registry_backoff_max_s: float = attrs.field(default=60.0, validator=_positive)
+    registry_timeout_s: float = attrs.field(default=10.0, validator=_positive)
+    """Deadline of each registry call: past it the call is abandoned, reconciling backs off
+    and an admin route answers 504 instead of hanging."""
+    history_max: int = attrs.field(default=100, validator=_positive)
+    """Promotion-history entries kept in the registry (the oldest are pruned beyond it)."""
 
     canary_percent: float = attrs.field(default=0.0, validator=_percent)
     """Share of prediction traffic a smoke-tested candidate answers; 0 promotes at once."""

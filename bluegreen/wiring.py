@@ -11,10 +11,12 @@ from typing import Protocol, TypeVar
 
 import attrs
 
+from bluegreen.control.admin_actions import AdminActions
+from bluegreen.control.calls import RegistryCalls
+from bluegreen.control.controller import Controller
 from bluegreen.loading.loader import VersionLoader
 from bluegreen.logging import event
 from bluegreen.loop_lag import LoopLagProbe
-from bluegreen.poller import Controller
 from bluegreen.registry import Registry
 from bluegreen.serving.assignment import resolve_key
 from bluegreen.serving.canary import CanaryPolicy
@@ -79,6 +81,7 @@ class Runtime:
     registry: Registry
     manager: SlotManager
     controller: Controller
+    admin: AdminActions
     predictor: Predictor
     executors: list[Executor]
     loader: Loader
@@ -99,7 +102,7 @@ class Runtime:
         predict_executor = ThreadPoolExecutor(settings.predict_threads, "predict")
         # smoke runs and heap trims; loads have a thread of their own (SlotManager._load)
         load_executor = DaemonExecutor(1, "model-smoke")
-        registry_executor = DaemonExecutor(2, "registry")
+        registry_calls = RegistryCalls(settings.registry_timeout_s)
         config = LifecycleConfig(
             model_name=settings.model_name,
             canary_percent=settings.canary_percent,
@@ -125,13 +128,13 @@ class Runtime:
         controller = Controller(
             registry,
             manager,
-            registry_executor,
+            registry_calls,
             poll_interval_s=settings.poll_interval_s,
             control_interval_s=settings.control_interval_s,
             backoff_base_s=settings.registry_backoff_base_s,
             backoff_max_s=settings.registry_backoff_max_s,
+            history_max=settings.history_max,
         )
-        manager.set_listener(controller)
         pairs: PairScorer | None = None
         pair_executor: DaemonExecutor | None = None
         if settings.canary_pair_cpu_share > 0:
@@ -152,11 +155,12 @@ class Runtime:
             model_name=settings.model_name,
             pairs=pairs,
         )
-        executors: list[Executor] = [predict_executor, load_executor, registry_executor]
+        executors: list[Executor] = [predict_executor, load_executor]
         if pair_executor is not None:
             executors.append(pair_executor)
         return cls(
-            settings, registry, manager, controller, predictor, executors, loader, lag_probe,
+            settings, registry, manager, controller, AdminActions(controller), predictor,
+            executors, loader, lag_probe,
         )  # fmt: skip
 
     def prepare_loading(self) -> None:
@@ -199,4 +203,5 @@ class Runtime:
             close_loader()  # the loader child goes with us
         for executor in self.executors:
             executor.shutdown(wait=False, cancel_futures=True)
+        self.controller.calls.shutdown()
         event(log, "runtime.closed")

@@ -11,9 +11,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from bluegreen.registry import ControlView, RegistryUnavailable, Target, UnknownVersion
+from bluegreen.registry import (
+    HISTORY_TAG_PREFIX,
+    ControlView,
+    RegistryUnavailable,
+    Target,
+    UnknownVersion,
+    VersionInfo,
+)
 from bluegreen.serving.contract import LABELS
-from bluegreen.serving.lifecycle import Loader
+from bluegreen.serving.lifecycle import CanaryPassed, Loader, ManagerEvent, Rejected, SlotManager
 from bluegreen.serving.model_handle import LoadedModel, ModelRef
 from bluegreen.settings import Settings
 
@@ -142,18 +149,36 @@ class FakeLoader:
 
 
 class FakeRegistry:
-    """In-memory registry with the `bluegreen.registry.Registry` interface."""
+    """In-memory registry with the `bluegreen.registry.Registry` interface.
+
+    `down` makes every call raise `RegistryUnavailable`; `hang` (a set of method names) makes
+    those calls block until `release` is set, as a registry that never answers does."""
+
+    alias_name = "production"
 
     def __init__(self, model_name: str = "ensemble-sentiment-model") -> None:
         self.model_name = model_name
         self.versions: dict[int, dict[str, str]] = {}
         self.alias: int | None = None
         self.canary_percent: float | None = None
+        self.model_tags: dict[str, str] = {}
         self.down = False
         self.calls = 0
+        self.hang: set[str] = set()
+        self.release = threading.Event()
+        self.hanging = 0
+        """Calls blocked in `hang` right now."""
+        self.fail_alias_moves = False
+        """`set_alias` raises (a tag written, the alias move lost: the half-done rejection)."""
 
-    def _check(self) -> None:
+    def _check(self, name: str = "") -> None:
         self.calls += 1
+        if name in self.hang:
+            self.hanging += 1
+            try:
+                self.release.wait(30)
+            finally:
+                self.hanging -= 1
         if self.down:
             raise RegistryUnavailable("connection refused")
 
@@ -165,55 +190,95 @@ class FakeRegistry:
     def model_uri(self, version: int) -> str:
         return f"models:/{self.model_name}/{version}"
 
+    def _target(self, version: int, source: str) -> Target:
+        tags = self.versions[version]
+        return Target(
+            version, None, source, tags.get("bluegreen.rejected"),
+            tags.get("bluegreen.promoted_by"),
+        )  # fmt: skip
+
     def resolve(self) -> Target | None:
-        self._check()
+        self._check("resolve")
         if self.alias is None:
             return None
-        tags = self.versions[self.alias]
-        return Target(
-            self.alias,
-            None,
-            "alias:production",
-            tags.get("bluegreen.rejected"),
-            tags.get("bluegreen.promoted_by"),
-        )
+        return self._target(self.alias, "alias:production")
 
     def control_view(self) -> ControlView:
-        self._check()
-        return ControlView(self.alias, self.canary_percent)
+        self._check("control_view")
+        history = tuple(
+            sorted((k, v) for k, v in self.model_tags.items() if k.startswith(HISTORY_TAG_PREFIX))
+        )
+        return ControlView(self.alias, self.canary_percent, history)
+
+    def list_versions(self) -> list[VersionInfo]:
+        self._check("list_versions")
+        return [
+            VersionInfo(v, tags.get("bluegreen.rejected"), float(v))
+            for v, tags in sorted(self.versions.items(), reverse=True)
+        ]
 
     def alias_version(self) -> int | None:
         return self.control_view().alias_version
 
     def get(self, version: int) -> Target:
-        self._check()
+        self._check("get")
         if version not in self.versions:
             raise UnknownVersion(str(version))
-        return Target(version, None, "pinned", self.versions[version].get("bluegreen.rejected"))
+        return self._target(version, "pinned")
 
     def has_versions(self) -> bool:
-        self._check()
+        self._check("has_versions")
         return bool(self.versions)
 
     def tag_rejected(self, version: int, reason: str) -> None:
-        self._check()
+        self._check("tag_rejected")
         self.versions[version]["bluegreen.rejected"] = reason
 
+    def clear_rejected(self, version: int, *, audit: str) -> None:
+        self._check("clear_rejected")
+        tags = self.versions[version]
+        tags["bluegreen.unrejected"] = audit
+        tags.pop("bluegreen.rejected", None)
+
     def set_alias(self, version: int, *, who: str, why: str) -> None:
-        self._check()
-        self.alias = version
+        self._check("set_alias")
         self.versions[version]["bluegreen.promoted_by"] = f"{who}: {why}"
+        if self.fail_alias_moves:
+            raise RegistryUnavailable("alias move lost")
+        self.alias = version
 
     def mark_promoted(self, version: int, *, who: str, why: str) -> None:
-        self._check()
+        self._check("mark_promoted")
         self.versions[version]["bluegreen.promoted_by"] = f"{who}: {why}"
 
-    def restore_alias(self, live_version: int, rejected_version: int) -> None:
-        self.set_alias(live_version, who="bluegreen", why=f"{rejected_version} rejected")
+    def restore_alias(self, good_version: int, rejected_version: int) -> None:
+        self.set_alias(good_version, who="bluegreen", why=f"{rejected_version} rejected")
 
     def set_canary_percent(self, percent: float) -> None:
-        self._check()
+        self._check("set_canary_percent")
         self.canary_percent = percent
+
+    def append_history(
+        self, entry_json: str, keep: int, current: tuple[tuple[str, str], ...] | None = None
+    ) -> str:
+        self._check("append_history")
+        keys = sorted(k for k in self.model_tags if k.startswith(HISTORY_TAG_PREFIX))
+        seq = int(keys[-1][len(HISTORY_TAG_PREFIX) :].split("-")[0]) + 1 if keys else 1
+        key = f"{HISTORY_TAG_PREFIX}{seq:010d}-000000"
+        self.model_tags[key] = entry_json
+        for old in [*keys, key][: max(0, len(keys) + 1 - keep)]:
+            del self.model_tags[old]
+        return key
+
+    def history_versions(self) -> list[tuple[str, int]]:
+        """(action, version) of each stored history entry, oldest first (for assertions)."""
+        import json
+
+        return [
+            (json.loads(v)["action"], json.loads(v)["version"])
+            for k, v in sorted(self.model_tags.items())
+            if k.startswith(HISTORY_TAG_PREFIX)
+        ]
 
 
 class SwitchableModel(KeywordModel):
@@ -231,17 +296,35 @@ class SwitchableModel(KeywordModel):
 
 
 class RecordingListener:
-    """A lifecycle `Listener` that records every rejection and canary pass it is told about."""
+    """Records every rejection and canary pass a watched SlotManager puts on its event queue
+    (reading `rejected` or `passed` drains the queue)."""
 
     def __init__(self) -> None:
-        self.rejected: list[tuple[int, str, str]] = []
-        self.passed: list[tuple[int, str]] = []
+        self._rejected: list[tuple[int, str, str]] = []
+        self._passed: list[tuple[int, str]] = []
+        self._managers: list[SlotManager] = []
 
-    async def on_rejected(self, ref: ModelRef, reason: str, stage: str) -> None:
-        self.rejected.append((ref.version, reason, stage))
+    def watch(self, manager: SlotManager) -> None:
+        self._managers.append(manager)
 
-    async def on_canary_passed(self, ref: ModelRef, reason: str) -> None:
-        self.passed.append((ref.version, reason))
+    def _drain(self) -> None:
+        for manager in self._managers:
+            while not manager.events.empty():
+                item: ManagerEvent = manager.events.get_nowait()
+                if isinstance(item, Rejected):
+                    self._rejected.append((item.ref.version, item.reason, item.stage))
+                elif isinstance(item, CanaryPassed):
+                    self._passed.append((item.ref.version, item.reason))
+
+    @property
+    def rejected(self) -> list[tuple[int, str, str]]:
+        self._drain()
+        return self._rejected
+
+    @property
+    def passed(self) -> list[tuple[int, str]]:
+        self._drain()
+        return self._passed
 
 
 class CountingExecutor(ThreadPoolExecutor):

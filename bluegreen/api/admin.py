@@ -12,7 +12,14 @@ from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
 from bluegreen.api.admin_auth import actor_of, peer_of, require_admin
-from bluegreen.api.schemas import CanaryRequest, ErrorBody, PromoteRequest
+from bluegreen.api.schemas import (
+    CanaryRequest,
+    ErrorBody,
+    PromoteRequest,
+    RejectRequest,
+    UnrejectRequest,
+    VersionsResponse,
+)
 from bluegreen.logging import event
 from bluegreen.wiring import Runtime
 
@@ -26,6 +33,8 @@ ADMIN_ERRORS = {
     409: ResponseSpec(ErrorBody, description="Not possible in the current state"),
     422: ResponseSpec(ErrorBody, description="The version was rejected (load/smoke)"),
     429: ResponseSpec(ErrorBody, description="Too many failed logins from this peer; Retry-After"),
+    503: ResponseSpec(ErrorBody, description="The registry is unreachable; Retry-After"),
+    504: ResponseSpec(ErrorBody, description="A registry call ran past its deadline; Retry-After"),
 }
 
 
@@ -62,12 +71,26 @@ async def slots(state: State) -> dict[str, Any]:
     view["readiness"] = {
         "ready": readiness.ready, "reason": readiness.reason, "detail": readiness.detail,
     }  # fmt: skip
-    view["registry"] = {
+    registry: dict[str, Any] = {
         "last_poll_ok": runtime.controller.last_poll_ok,
         "last_error": runtime.controller.last_error,
         "rejected_versions": runtime.controller.rejected,
     }
+    history = runtime.controller.history
+    if history:
+        registry["last_history_entry"] = history[-1].as_dict()
+    view["registry"] = registry
     return view
+
+
+@get(
+    "/versions",
+    responses=ADMIN_ERRORS,
+    summary="Promotion history, the alias, and every version with its rejection if any",
+)
+async def versions(state: State) -> VersionsResponse:
+    runtime: Runtime = state.runtime
+    return msgspec.convert(await runtime.admin.versions(), VersionsResponse)
 
 
 @post(
@@ -82,18 +105,53 @@ async def promote(
     await _strict(request, PromoteRequest | None)
     runtime: Runtime = state.runtime
     version = data.version if data else None
-    result = await runtime.controller.promote(version, _who(request))
+    result = await runtime.admin.promote(version, _who(request))
     _audit(request, "promote", result)
     return result
 
 
 @post(
-    "/rollback", responses=ADMIN_ERRORS, status_code=200, summary="Return to the previous version"
+    "/rollback",
+    responses=ADMIN_ERRORS,
+    status_code=200,
+    summary="Fleet-wide: one step back in the registry-kept history (never forward)",
 )
 async def rollback(state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
     runtime: Runtime = state.runtime
-    result = await runtime.controller.rollback(_who(request))
+    result = await runtime.admin.rollback(_who(request))
     _audit(request, "rollback", result)
+    return result
+
+
+@post(
+    "/reject",
+    responses=ADMIN_ERRORS,
+    status_code=200,
+    summary="Reject a version fleet-wide (if live, the fleet goes back to the last good one)",
+)
+async def reject(
+    state: State, request: Request[Any, Any, Any], data: RejectRequest
+) -> dict[str, Any]:
+    await _strict(request, RejectRequest)
+    runtime: Runtime = state.runtime
+    result = await runtime.admin.reject(data.version, data.reason, _who(request))
+    _audit(request, "reject", result)
+    return result
+
+
+@post(
+    "/unreject",
+    responses=ADMIN_ERRORS,
+    status_code=200,
+    summary="Clear a version's rejection (audited); a pin of it then serves it",
+)
+async def unreject(
+    state: State, request: Request[Any, Any, Any], data: UnrejectRequest
+) -> dict[str, Any]:
+    await _strict(request, UnrejectRequest)
+    runtime: Runtime = state.runtime
+    result = await runtime.admin.unreject(data.version, _who(request))
+    _audit(request, "unreject", result)
     return result
 
 
@@ -116,7 +174,7 @@ async def set_canary(
 ) -> dict[str, Any]:
     await _strict(request, CanaryRequest)
     runtime: Runtime = state.runtime
-    result = await runtime.controller.set_canary_percent(data.percent)
+    result = await runtime.admin.set_canary_percent(data.percent)
     _audit(request, "canary.set", result)
     return result
 
@@ -129,14 +187,24 @@ async def set_canary(
 )
 async def abort_canary(state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
     runtime: Runtime = state.runtime
-    result = await runtime.controller.abort_canary(_who(request))
+    result = await runtime.admin.abort_canary(_who(request))
     _audit(request, "canary.abort", result)
     return result
 
 
 admin_router = Router(
     path="/admin",
-    route_handlers=[slots, promote, rollback, reload, set_canary, abort_canary],
+    route_handlers=[
+        slots,
+        versions,
+        promote,
+        rollback,
+        reject,
+        unreject,
+        reload,
+        set_canary,
+        abort_canary,
+    ],
     guards=[require_admin],
     tags=["admin"],
     security=[{"bearerAuth": []}],

@@ -17,9 +17,9 @@ from litestar.status_codes import (
 )
 
 from bluegreen.api.request_id import current_request_id
+from bluegreen.control.errors import ControlError
 from bluegreen.logging import event
-from bluegreen.poller import ControlError
-from bluegreen.registry import RegistryUnavailable
+from bluegreen.registry import RegistryDeadlineExceeded, RegistryUnavailable
 from bluegreen.serving.predictor import ModelFailed, NoLiveModel, Overloaded
 
 log = logging.getLogger("bluegreen.api")
@@ -124,6 +124,11 @@ def _registry(_: Request[Any, Any, Any], exc: RegistryUnavailable) -> Response[A
                           retry=True)  # fmt: skip
 
 
+def _registry_deadline(_: Request[Any, Any, Any], exc: RegistryDeadlineExceeded) -> Response[Any]:
+    return error_response(HTTP_504_GATEWAY_TIMEOUT, "registry_deadline_exceeded", str(exc),
+                          retry=True)  # fmt: skip
+
+
 def _too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
     # msgspec refuses JSON nested deeper than its limit with RecursionError: bad input, not ours.
     return error_response(HTTP_400_BAD_REQUEST, "invalid_json", "JSON is nested too deeply")
@@ -145,6 +150,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ModelFailed: _model_failed,
     RequestTimedOut: _timeout,
     ControlError: _control,
+    RegistryDeadlineExceeded: _registry_deadline,
     RegistryUnavailable: _registry,
     RecursionError: _too_deep,
     Exception: _unexpected,

@@ -91,6 +91,50 @@ class CanaryRequest(msgspec.Struct, forbid_unknown_fields=True):
     percent: Annotated[float, msgspec.Meta(ge=0, le=100)]
 
 
+Version = Annotated[int, msgspec.Meta(ge=1, description="A registered version of the model")]
+
+
+class RejectRequest(msgspec.Struct, forbid_unknown_fields=True):
+    version: Version
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class UnrejectRequest(msgspec.Struct, forbid_unknown_fields=True):
+    version: Version
+
+
+class HistoryEntryBody(msgspec.Struct):
+    version: int
+    from_version: int | None
+    action: Annotated[
+        str,
+        msgspec.Meta(description="promote, pin, rollback, canary, repair or bootstrap"),
+    ]
+    who: str
+    why: str
+    at: Annotated[float, msgspec.Meta(description="Unix seconds")]
+
+
+class AliasBody(msgspec.Struct):
+    name: str
+    version: int | None
+
+
+class VersionBody(msgspec.Struct):
+    version: int
+    rejected: Annotated[str | None, msgspec.Meta(description="Why it was rejected, if it is")]
+    created_at: float
+    in_history: bool
+
+
+class VersionsResponse(msgspec.Struct):
+    model: str
+    alias: AliasBody
+    live_version: Annotated[int | None, msgspec.Meta(description="What this process serves")]
+    history: Annotated[list[HistoryEntryBody], msgspec.Meta(description="Newest first")]
+    versions: Annotated[list[VersionBody], msgspec.Meta(description="Newest first")]
+
+
 def strict_struct_schema_plugin() -> OpenAPISchemaPluginProtocol:
     """OpenAPI plugin: Structs declared `forbid_unknown_fields` get `additionalProperties: false`,
     so the published schema says what the server enforces (unknown fields → 400).

@@ -89,12 +89,25 @@ class LagProbe(Protocol):
     def close_window(self) -> float | None: ...
 
 
-class Listener(Protocol):
-    """The control layer's hooks (registry tags, alias moves); serving never calls MLflow."""
+@attrs.frozen
+class Rejected:
+    """A version failed load, verification, smoke or its canary and no longer serves here."""
 
-    async def on_rejected(self, ref: ModelRef, reason: str, stage: str) -> None: ...
+    ref: ModelRef
+    reason: str
+    stage: str
 
-    async def on_canary_passed(self, ref: ModelRef, reason: str) -> None: ...
+
+@attrs.frozen
+class CanaryPassed:
+    ref: ModelRef
+    reason: str
+
+
+ManagerEvent = Rejected | CanaryPassed
+"""What the manager tells the control layer. The manager never calls into the control layer:
+it puts events on `SlotManager.events` after the change is made, and the controller drains
+them and writes registry tags with the manager's lock released (serving never calls MLflow)."""
 
 
 @attrs.frozen
@@ -119,7 +132,6 @@ class SlotManager:
         config: LifecycleConfig,
         loader: Loader,
         load_executor: Executor,
-        listener: Listener | None = None,
         lag_probe: LagProbe | None = None,
     ) -> None:
         self.config = config
@@ -135,15 +147,13 @@ class SlotManager:
         self.canary_percent = config.canary_percent
         self._loader = loader
         self._load_executor = load_executor
-        self._listener = listener
+        self.events: asyncio.Queue[ManagerEvent] = asyncio.Queue()
+        """Rejections and canary passes, in order, for the controller to record."""
         self._lock = asyncio.Lock()
         self._drains: dict[str, asyncio.Task[None]] = {}
         self._canary_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[object]] = set()
         self.last_failure: str | None = None
-
-    def set_listener(self, listener: Listener) -> None:
-        self._listener = listener
 
     # --- views -----------------------------------------------------------------------------
     @property
@@ -254,11 +264,11 @@ class SlotManager:
         except LoadRefused as exc:
             slot.transition(SlotState.EMPTY)
             self._close_swap_window(ref.version, "rejected")
-            return await self._reject(slot, ref, str(exc)[:500], exc.stage)
+            return self._reject(slot, ref, str(exc)[:500], exc.stage)
         except Exception as exc:
             slot.transition(SlotState.EMPTY)
             self._close_swap_window(ref.version, "rejected")
-            return await self._reject(slot, ref, f"{type(exc).__name__}: {exc}"[:500], "load")
+            return self._reject(slot, ref, f"{type(exc).__name__}: {exc}"[:500], "load")
         load_s = time.perf_counter() - started
         metrics.MODEL_LOAD_DURATION.labels(self.config.model_name).observe(load_s)
         event(log, "model.load.end", version=ref.version, slot=slot.name,
@@ -276,7 +286,7 @@ class SlotManager:
             # mlflow's heap and stalls every request (measured: p99 x6 during rejections).
             self._trim_off_loop()
             self._close_swap_window(ref.version, "rejected")
-            return await self._reject(slot, ref, str(exc), "smoke")
+            return self._reject(slot, ref, str(exc), "smoke")
         event(log, "model.smoke.passed", version=ref.version, slot=slot.name,
               golden_accuracy=report.golden_accuracy,
               median_single_ms=round(report.median_single_ms, 3))  # fmt: skip
@@ -385,7 +395,7 @@ class SlotManager:
             self._free(slot)
         return slot
 
-    async def _reject(self, slot: Slot, ref: ModelRef, reason: str, stage: str) -> DeployResult:
+    def _reject(self, slot: Slot, ref: ModelRef, reason: str, stage: str) -> DeployResult:
         slot.last_failure = f"version {ref.version} {stage}: {reason}"
         self.last_failure = slot.last_failure
         labels = {
@@ -397,8 +407,7 @@ class SlotManager:
         metrics.MODEL_LAST_FAILURE_TIMESTAMP.labels(self.config.model_name).set(time.time())
         event(log, "model.rejected", logging.ERROR, version=ref.version, slot=slot.name,
               stage=stage, reason=reason)  # fmt: skip
-        if self._listener is not None:
-            await self._listener.on_rejected(ref, reason, stage)
+        self.events.put_nowait(Rejected(ref, reason, stage))
         return DeployResult(Outcome.REJECTED, ref.version, reason, stage)
 
     # --- promote / drain / free ------------------------------------------------------------
@@ -540,8 +549,8 @@ class SlotManager:
                     metrics.CANARY_DECISIONS.labels(self.config.model_name, "promoted").inc()
                     ref = slot.ref
                     self._promote(slot, reason=f"canary passed: {verdict.reason}")
-                    if self._listener is not None and ref is not None:
-                        await self._listener.on_canary_passed(ref, verdict.reason)
+                    if ref is not None:
+                        self.events.put_nowait(CanaryPassed(ref, verdict.reason))
                 else:
                     ref = slot.ref
                     assert ref is not None
@@ -550,7 +559,7 @@ class SlotManager:
                         time.time()
                     )
                     await self._end_candidate(slot, reason=verdict.reason)
-                    await self._reject(slot, ref, verdict.reason, "canary")
+                    self._reject(slot, ref, verdict.reason, "canary")
             return
 
     async def _end_candidate(self, slot: Slot, *, reason: str) -> None:

@@ -48,7 +48,7 @@ async def make(
         config.setdefault("drain_timeout_s", 5.0)
         config.setdefault("canary_check_interval_s", 0.01)
         manager = SlotManager(LifecycleConfig(model_name=name, **config), loader, executor)
-        manager.set_listener(listener)
+        listener.watch(manager)
         made.append(manager)
         return manager
 

@@ -1,76 +1,28 @@
-"""Controller (policy): reconcile with the registry, skip rejects, back off, admin actions."""
+"""Controller: reconcile with the registry, skip and repair rejects, back off, record history."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 
-from bluegreen.poller import (
-    Controller,
-    NoCandidate,
-    NoPreviousVersion,
-    ReconcileStatus,
-    VersionNotFound,
-    VersionRejected,
-    backoff_delay,
-)
+from bluegreen.control.calls import RegistryCalls
+from bluegreen.control.controller import Controller, backoff_delay
+from bluegreen.control.planner import ReconcileStatus
 from bluegreen.registry import RegistryUnavailable
 from bluegreen.serving.canary import CanaryPolicy
 from bluegreen.serving.lifecycle import TransientLoadError
-from bluegreen.serving.slot import SlotState
 from tests.fakes import BrokenModel, FakeLoader, FakeRegistry
-from tests.unit.helpers import ManagerFactory, eventually, metric
+from tests.unit.control.conftest import ControllerFactory, live_version
+from tests.unit.helpers import eventually, metric
 
 NEVER = CanaryPolicy(min_requests=10**9, min_seconds=10**6, max_seconds=10**7)
 REJECTED = "bluegreen.rejected"
 PROMOTED_BY = "bluegreen.promoted_by"
-
-
-@pytest.fixture
-def registry(name: str) -> FakeRegistry:
-    return FakeRegistry(name)
-
-
-@pytest.fixture
-def registry_pool() -> Iterator[ThreadPoolExecutor]:
-    pool = ThreadPoolExecutor(2, "test-registry")
-    yield pool
-    pool.shutdown(wait=False, cancel_futures=True)
-
-
-ControllerFactory = Callable[..., Controller]
-
-
-@pytest.fixture
-def control(
-    make: ManagerFactory, registry: FakeRegistry, registry_pool: ThreadPoolExecutor
-) -> ControllerFactory:
-    def factory(**config: Any) -> Controller:
-        manager = make(**config)
-        controller = Controller(
-            registry,  # type: ignore[arg-type]
-            manager,
-            registry_pool,
-            poll_interval_s=100.0,
-            control_interval_s=0.0,
-            backoff_base_s=0.01,
-            backoff_max_s=0.05,
-        )
-        manager.set_listener(controller)
-        return controller
-
-    return factory
-
-
-def live_version(controller: Controller) -> int | None:
-    live = controller.manager.live
-    return live.version if live else None
 
 
 # --- reconcile --------------------------------------------------------------------------------
@@ -112,7 +64,7 @@ async def test_reconcile_without_target(control: ControllerFactory) -> None:
     assert result.as_dict()["status"] == "no_target"
 
 
-async def test_skips_a_version_tagged_rejected(
+async def test_an_alias_on_a_version_tagged_rejected_is_repaired(
     control: ControllerFactory, registry: FakeRegistry, loader: FakeLoader
 ) -> None:
     controller = control()
@@ -121,14 +73,16 @@ async def test_skips_a_version_tagged_rejected(
     registry.add(2)
     registry.versions[2][REJECTED] = "smoke: nan (another worker)"
     result = await controller.reconcile()
-    assert result.status is ReconcileStatus.SKIPPED_REJECTED
-    assert result.version == 2
+    assert result.status is ReconcileStatus.REPAIRED
+    assert result.version == 1
     assert "another worker" in result.detail
     assert loader.loaded == [1]
     assert live_version(controller) == 1
+    assert registry.alias == 1  # a fresh worker now finds a servable version
+    assert registry.history_versions() == [("bootstrap", 1), ("repair", 1)]
 
 
-async def test_skips_a_version_in_the_local_memo(
+async def test_a_rejection_only_this_process_knows_is_tagged_on_repair(
     control: ControllerFactory, registry: FakeRegistry, loader: FakeLoader
 ) -> None:
     controller = control()
@@ -137,8 +91,11 @@ async def test_skips_a_version_in_the_local_memo(
     registry.add(2)
     controller.rejected[2] = "load: corrupt (tagging failed)"
     result = await controller.reconcile()
-    assert result.status is ReconcileStatus.SKIPPED_REJECTED
+    assert result.status is ReconcileStatus.REPAIRED
     assert loader.loaded == [1]
+    assert registry.versions[2][REJECTED] == "load: corrupt (tagging failed)"
+    assert 2 not in controller.rejected  # the registry holds it now
+    assert registry.alias == 1
 
 
 async def test_registry_down_raises_and_counts_a_poll_error(
@@ -181,13 +138,15 @@ async def test_rejection_tags_the_version_and_restores_the_alias(
     result = await controller.reconcile()
     assert result.status is ReconcileStatus.FAILED
     assert registry.versions[2][REJECTED].startswith("smoke: ")
-    assert controller.rejected[2].startswith("smoke: ")
+    assert 2 not in controller.rejected  # tagged: the registry remembers it for everyone
     assert registry.alias == 1  # the alias names a servable version again
     assert live_version(controller) == 1
+    assert registry.history_versions() == [("bootstrap", 1), ("repair", 1)]
 
-    registry.alias = 2  # someone points it back: the version is not loaded again
-    skipped = await controller.reconcile()
-    assert skipped.status is ReconcileStatus.SKIPPED_REJECTED
+    registry.alias = 2  # someone points it back: not loaded again, and repaired again
+    repaired = await controller.reconcile()
+    assert repaired.status is ReconcileStatus.REPAIRED
+    assert registry.alias == 1
     assert loader.loaded == [1, 2]
 
 
@@ -210,13 +169,15 @@ async def test_rejection_is_remembered_when_the_registry_cannot_be_tagged(
     registry.add(1)
     await controller.reconcile()
     registry.add(2)
-    ref = controller._ref(registry.get(2))
+    ref = controller.ref(registry.get(2))
     registry.down = True
     await controller.on_rejected(ref, "nan", "smoke")  # must not raise
     assert controller.rejected[2] == "smoke: nan"
     registry.down = False
     assert REJECTED not in registry.versions[2]
-    assert (await controller.reconcile()).status is ReconcileStatus.SKIPPED_REJECTED
+    assert (await controller.reconcile()).status is ReconcileStatus.REPAIRED
+    assert registry.versions[2][REJECTED] == "smoke: nan"  # finished once it was reachable
+    assert registry.alias == 1
 
 
 async def test_control_check_only_reconciles_on_change(
@@ -235,6 +196,10 @@ async def test_control_check_only_reconciles_on_change(
     assert live_version(controller) == 2
     registry.add(3)
     controller.rejected[3] = "smoke: bad"
+    repaired = await controller.control_check()  # the alias names a rejected version
+    assert repaired is not None
+    assert repaired.status is ReconcileStatus.REPAIRED
+    assert registry.alias == 2
     assert await controller.control_check() is None
     assert loader.loaded == [1, 2]
 
@@ -365,231 +330,6 @@ async def test_run_loop_waits_for_the_ready_gate(
         await eventually(lambda: live_version(controller) == 1)
 
 
-# --- admin actions ----------------------------------------------------------------------------
-async def test_promote_without_candidate_is_no_candidate(
-    control: ControllerFactory, registry: FakeRegistry
-) -> None:
-    controller = control()
-    registry.add(1)
-    await controller.reconcile()
-    with pytest.raises(NoCandidate) as info:
-        await controller.promote(None, "ops@test")
-    assert info.value.status_code == 409
-
-
-async def test_promote_the_candidate_moves_the_alias(
-    control: ControllerFactory, registry: FakeRegistry
-) -> None:
-    controller = control(canary_percent=10, canary_policy=NEVER)
-    registry.add(1)
-    await controller.reconcile()
-    registry.versions[2] = {}  # registered but the alias stays on 1 until...
-    registry.alias = 2
-    await controller.reconcile()
-    assert controller.manager.candidate is not None
-    result = await controller.promote(None, "ops@test")
-    assert result == {"version": 2, "alias_error": None}
-    assert live_version(controller) == 2
-    assert registry.alias == 2
-    assert registry.versions[2][PROMOTED_BY].startswith("ops@test")
-
-
-async def test_pin_unknown_version_is_not_found(
-    control: ControllerFactory, registry: FakeRegistry
-) -> None:
-    controller = control()
-    registry.add(1)
-    await controller.reconcile()
-    with pytest.raises(VersionNotFound) as info:
-        await controller.promote(99, "ops@test")
-    assert info.value.status_code == 404
-    assert live_version(controller) == 1
-
-
-async def test_pin_rejected_version_is_refused(
-    control: ControllerFactory, registry: FakeRegistry, loader: FakeLoader
-) -> None:
-    controller = control()
-    registry.add(1)
-    await controller.reconcile()
-    registry.add(2, alias=False)
-    registry.versions[2][REJECTED] = "smoke: nan"
-    with pytest.raises(VersionRejected, match="smoke: nan") as info:
-        await controller.promote(2, "ops@test")
-    assert info.value.status_code == 422
-    assert loader.loaded == [1]
-
-
-async def test_pin_version_that_fails_smoke_is_refused(
-    control: ControllerFactory, registry: FakeRegistry, loader: FakeLoader
-) -> None:
-    controller = control()
-    registry.add(1)
-    await controller.reconcile()
-    registry.add(2, alias=False)
-    loader.factories[2] = lambda: BrokenModel("raise")
-    with pytest.raises(VersionRejected, match="failed smoke"):
-        await controller.promote(2, "ops@test")
-    assert live_version(controller) == 1
-    assert registry.alias == 1
-
-
-async def test_pin_an_older_version_skips_the_canary_and_moves_the_alias(
-    control: ControllerFactory, registry: FakeRegistry
-) -> None:
-    controller = control(canary_percent=50, canary_policy=NEVER)
-    registry.add(1)
-    await controller.reconcile()
-    registry.add(2, alias=False)
-    result = await controller.promote(2, "ops@test")
-    assert result == {"version": 2, "outcome": "promoted", "alias_error": None}
-    assert controller.manager.candidate is None
-    assert live_version(controller) == 2
-    assert registry.alias == 2
-    pinned_again = await controller.promote(2, "ops@test")
-    assert pinned_again["outcome"] == "unchanged"
-
-
-async def test_pin_forgives_a_local_memo_but_not_a_registry_tag(
-    control: ControllerFactory, registry: FakeRegistry
-) -> None:
-    controller = control()
-    registry.add(1)
-    await controller.reconcile()
-    registry.add(2, alias=False)
-    controller.rejected[2] = "load: flaky disk"
-    result = await controller.promote(2, "ops@test")
-    assert result["version"] == 2
-    assert 2 not in controller.rejected
-
-
-async def test_alias_move_failure_is_reported_not_raised(
-    control: ControllerFactory, registry: FakeRegistry
-) -> None:
-    controller = control(canary_percent=10, canary_policy=NEVER)
-    registry.add(1)
-    await controller.reconcile()
-    registry.add(2)
-    await controller.reconcile()
-    registry.down = True
-    result = await controller.promote(None, "ops@test")
-    assert result["version"] == 2
-    assert result["alias_error"] == "connection refused"
-    assert live_version(controller) == 2
-
-
-async def test_rollback_without_previous(
-    control: ControllerFactory, registry: FakeRegistry
-) -> None:
-    controller = control()
-    with pytest.raises(NoPreviousVersion) as info:
-        await controller.rollback("ops@test")
-    assert info.value.status_code == 409
-    registry.add(1)
-    await controller.reconcile()
-    with pytest.raises(NoPreviousVersion):
-        await controller.rollback("ops@test")
-
-
-async def test_rollback_reloads_the_previous_version(
-    control: ControllerFactory, registry: FakeRegistry, loader: FakeLoader, name: str
-) -> None:
-    controller = control()
-    registry.add(1)
-    await controller.reconcile()
-    registry.add(2)
-    await controller.reconcile()
-    before = metric("bluegreen_rollbacks_total", model=name)
-    result = await controller.rollback("ops@test")
-    assert result == {"version": 1, "mode": "reload", "alias_error": None}
-    assert live_version(controller) == 1
-    assert registry.alias == 1
-    assert loader.loaded == [1, 2, 1]
-    assert metric("bluegreen_rollbacks_total", model=name) == before + 1
-
-
-async def test_rollback_first_converges_on_a_pin_made_by_another_process(
-    control: ControllerFactory, registry: FakeRegistry, loader: FakeLoader
-) -> None:
-    controller = control()
-    registry.add(1)
-    await controller.reconcile()
-    registry.add(2)
-    await controller.reconcile()
-    # Another worker pinned v1; this one has not reconciled yet (live 2, previous 1). The
-    # fleet's rollback from v1 means "back to 2", not "to this process's previous, 1".
-    registry.alias = 1
-    result = await controller.rollback("ops@test")
-    assert result["version"] == 2
-    assert live_version(controller) == 2
-    assert registry.alias == 2
-    assert loader.loaded == [1, 2, 1, 2]
-
-
-async def test_rollback_uses_local_history_while_the_registry_is_down(
-    control: ControllerFactory, registry: FakeRegistry
-) -> None:
-    controller = control()
-    registry.add(1)
-    await controller.reconcile()
-    registry.add(2)
-    await controller.reconcile()
-    registry.down = True
-    result = await controller.rollback("ops@test")
-    assert result["version"] == 1
-    assert result["alias_error"] == "connection refused"
-    assert live_version(controller) == 1
-
-
-async def test_rollback_is_instant_when_the_previous_version_is_retained(
-    control: ControllerFactory, registry: FakeRegistry, loader: FakeLoader
-) -> None:
-    controller = control(retain_previous=True)
-    registry.add(1)
-    await controller.reconcile()
-    registry.add(2)
-    await controller.reconcile()
-    await eventually(lambda: controller.manager.retained() is not None)
-    result = await controller.rollback("ops@test")
-    assert result["mode"] == "instant"
-    assert result["version"] == 1
-    assert loader.loaded == [1, 2]
-    assert registry.alias == 1
-
-
-async def test_abort_canary(control: ControllerFactory, registry: FakeRegistry) -> None:
-    controller = control(canary_percent=10, canary_policy=NEVER)
-    with pytest.raises(NoCandidate):
-        await controller.abort_canary("ops@test")
-    registry.add(1)
-    await controller.reconcile()
-    registry.add(2)
-    await controller.reconcile()
-    cand = controller.manager.candidate
-    assert cand is not None
-    result = await controller.abort_canary("ops@test")
-    assert result == {"aborted_version": 2}
-    assert controller.manager.candidate is None
-    assert cand.state is SlotState.EMPTY
-    assert registry.versions[2][REJECTED] == "canary: aborted by ops@test"
-    assert registry.alias == 1
-    assert (await controller.reconcile()).status is ReconcileStatus.UNCHANGED
-
-
-async def test_set_canary_percent_locally_and_fleet_wide(
-    control: ControllerFactory, registry: FakeRegistry
-) -> None:
-    controller = control()
-    result = await controller.set_canary_percent(30)
-    assert result == {"percent": 30, "fleet_error": None}
-    assert controller.manager.canary_percent == 30
-    assert registry.canary_percent == 30
-    registry.down = True
-    result = await controller.set_canary_percent(5)
-    assert result["fleet_error"] == "connection refused"
-    assert controller.manager.canary_percent == 5
-
-
 async def test_run_loop_stops_when_cancelled_right_after_a_wake(
     control: ControllerFactory, registry: FakeRegistry
 ) -> None:
@@ -619,11 +359,11 @@ async def test_candidate_vetted_elsewhere_is_promoted_on_the_next_control_check(
     registry.add(1)
     executor = ThreadPoolExecutor(2)
     manager = SlotManager(LifecycleConfig(canary_percent=20), FakeLoader(), executor)
+    calls = RegistryCalls(5)
     controller = Controller(
-        registry, manager, executor,  # type: ignore[arg-type]
+        registry, manager, calls,  # type: ignore[arg-type]
         poll_interval_s=300, control_interval_s=1, backoff_base_s=1, backoff_max_s=1,
     )  # fmt: skip
-    manager.set_listener(controller)
     try:
         await controller.reconcile()
         registry.add(2)
@@ -641,4 +381,60 @@ async def test_candidate_vetted_elsewhere_is_promoted_on_the_next_control_check(
         assert manager.candidate is None
     finally:
         await manager.close()
+        calls.shutdown()
         executor.shutdown()
+
+
+# --- deadlines --------------------------------------------------------------------------------
+async def test_a_hung_registry_fails_the_check_at_its_deadline_and_the_loop_goes_on(
+    control: ControllerFactory, registry: FakeRegistry
+) -> None:
+    from bluegreen.registry import RegistryDeadlineExceeded
+
+    controller = control(timeout_s=0.2)
+    registry.add(1)
+    await controller.reconcile()
+    registry.hang.add("control_view")
+    with pytest.raises(RegistryDeadlineExceeded):
+        await asyncio.wait_for(controller.control_check(), 2)
+    assert controller.last_error is not None
+    assert "deadline" in controller.last_error
+    assert live_version(controller) == 1
+    registry.hang.clear()  # the registry answers again: the stuck call does not block this one
+    registry.add(2)
+    result = await asyncio.wait_for(controller.control_check(), 2)
+    assert result is not None
+    assert live_version(controller) == 2
+
+
+# --- half-done rejections ---------------------------------------------------------------------
+async def test_a_rejection_whose_alias_move_was_lost_is_repaired_by_a_fresh_process(
+    control: ControllerFactory, registry: FakeRegistry, loader: FakeLoader
+) -> None:
+    first = control()
+    for version in (1, 2):
+        registry.add(version)
+        await first.reconcile()
+    registry.add(3)
+    loader.factories[3] = lambda: BrokenModel("nan")
+    registry.fail_alias_moves = True  # the tag is written, the alias move is lost
+    await first.reconcile()
+    assert registry.versions[3][REJECTED].startswith("smoke: ")
+    assert registry.alias == 3
+    registry.fail_alias_moves = False
+    fresh = control()  # a new worker: nothing live, the alias on a rejected version
+    result = await fresh.reconcile()
+    assert result.status is ReconcileStatus.REPAIRED
+    assert live_version(fresh) == 2
+    assert registry.alias == 2
+    assert registry.history_versions()[-1] == ("repair", 2)
+    assert loader.loaded.count(3) == 1  # the rejected version is never loaded again
+
+
+async def test_history_is_bounded(control: ControllerFactory, registry: FakeRegistry) -> None:
+    controller = control(history_max=3)
+    for version in range(1, 7):
+        registry.add(version)
+        await controller.reconcile()
+    assert registry.history_versions() == [("promote", 4), ("promote", 5), ("promote", 6)]
+    assert [e.version for e in controller.history] == [4, 5, 6]
