@@ -17,13 +17,15 @@ setup:
     [ -x {{py}} ] || uv venv -q {{venv}}
     uv pip install -q --compile-bytecode --python {{py}} -e '.[dev]'
 
-# system packages the integration tests use (Prometheus, promtool, wrk); needs root
+# system packages the integration tests use (Prometheus, promtool, wrk, HAProxy); needs root
 setup-system:
     #!/usr/bin/env bash
     set -euo pipefail
     missing=()
     command -v prometheus >/dev/null || missing+=(prometheus)
     command -v wrk >/dev/null || missing+=(wrk)
+    # Debian installs haproxy in /usr/sbin, which a normal user's PATH leaves out
+    command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
     if [ ${#missing[@]} -gt 0 ]; then
         SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
         $SUDO apt-get update -qq
