@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -99,7 +100,8 @@ def _prepare(
     verified = time.perf_counter()
     try:
         compiled = CompiledEnsemble.load(source)
-        compiled.save_prepared(stage / "prepared")
+        prepared = compiled.save_prepared(stage / "prepared")
+        _prepare_smoke_set(source, prepared)
     except (ValueError, KeyError, OSError) as exc:
         raise Refused("prepare", f"{type(exc).__name__}: {exc}") from None
     del compiled
@@ -109,6 +111,18 @@ def _prepare(
     event(log, "loader.prepared", path=entry.name,
           download_s=round(downloaded - started, 3), verify_s=round(verified - downloaded, 3),
           prepare_s=round(time.perf_counter() - verified, 3))  # fmt: skip
+
+
+def _prepare_smoke_set(source: Path, prepared: Path) -> None:
+    """The version's own smoke set (verified with the bundle) travels in the cache entry, where
+    every worker that maps the version reads it; parsed here first, so that an unreadable one
+    refuses the version instead of being skipped."""
+    from bluegreen.model import bundle
+
+    smoke_set = source / bundle.SMOKE_SET
+    if smoke_set.is_file():
+        bundle.read_smoke_set(smoke_set)
+        shutil.copyfile(smoke_set, prepared / bundle.SMOKE_SET)
 
 
 def serve(requests: Lines, answers: int, cache: VersionCache, idle_exit_s: float = 0.0) -> None:

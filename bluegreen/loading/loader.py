@@ -16,6 +16,8 @@ import logging
 import weakref
 from pathlib import Path
 
+import attrs
+
 from bluegreen.loading.cache import VersionCache
 from bluegreen.loading.supervisor import ChildConfig, LoaderChild
 from bluegreen.logging import event
@@ -28,12 +30,16 @@ log = logging.getLogger("bluegreen.loader")
 
 
 def map_bundle(ref: ModelRef, entry: Path, cache: VersionCache) -> LoadedModel:
-    """Map a prepared cache entry and hold its lease until the model is freed."""
+    """Map a prepared cache entry and hold its lease until the model is freed. The version's
+    own smoke set, when its bundle ships one, rides on the ref for the smoke gate."""
+    from bluegreen.model import bundle
     from bluegreen.model.inference import CompiledEnsemble, EnsembleSentimentModel
 
     lease = cache.lease(entry)
     try:
         model = EnsembleSentimentModel(CompiledEnsemble.map_prepared(entry))
+        if (entry / bundle.SMOKE_SET).is_file():
+            ref = attrs.evolve(ref, smoke_set=bundle.read_smoke_set(entry / bundle.SMOKE_SET))
     except BaseException:
         lease.release()
         raise

@@ -6,6 +6,10 @@ is recorded in the registry (model-version tag ``bluegreen.manifest_sha256``) an
 model's ``MLmodel`` metadata. Nothing in the directory is executed: the code that reads it is
 the server's own (``inference.CompiledEnsemble``).
 
+``smoke.tsv`` (optional) is the version's own smoke set: (text, expected label) cases the server
+checks on load in addition to its golden set. It is a bundle file like any other, so the
+manifest covers it and nobody can change a version's cases without changing its hash.
+
 Trust: a writer of the artifact store alone cannot change a version unnoticed (the manifest's
 hash sits in the registry); a writer of the registry can register any bundle, but a bundle
 holds only numbers and words, so it can make the model wrong, never run code.
@@ -16,8 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from .labels import LABELS
 
 MANIFEST = "manifest.json"
 FORMAT = "bluegreen-ensemble-bundle/1"
@@ -26,6 +33,11 @@ MANIFEST_TAG = "bluegreen.manifest_sha256"
 FORMAT_KEY = "bluegreen.format"
 BUNDLE_PATH_KEY = "bluegreen.bundle_path"
 """MLmodel metadata: where the bundle lies inside the logged model directory."""
+
+SMOKE_SET = "smoke.tsv"
+SMOKE_SET_HEADER = "text\texpected_label"
+MAX_SMOKE_CASES = 200
+"""A version's own cases run on every load beside live traffic: a bounded batch."""
 
 _CHUNK = 1 << 20
 
@@ -101,3 +113,42 @@ def verify(directory: str | Path, expected_sha256: str | None = None) -> dict[st
         if file_sha256(path) != entry.get("sha256"):
             raise IntegrityError(f"{rel} does not match its sha256 in {MANIFEST}")
     return body
+
+
+def write_smoke_set(directory: str | Path, cases: Sequence[tuple[str, str]]) -> Path:
+    """Write ``smoke.tsv`` into a bundle directory (before `write_manifest`, so it is covered)."""
+    path = Path(directory) / SMOKE_SET
+    path.write_text(format_smoke_set(cases), encoding="utf-8")
+    return path
+
+
+def format_smoke_set(cases: Sequence[tuple[str, str]]) -> str:
+    lines = [SMOKE_SET_HEADER]
+    for text, label in cases:
+        if not text.strip() or "\t" in text or "\n" in text or "\r" in text:
+            raise ValueError(f"a smoke case text must be one non-empty line without tabs: {text!r}")
+        if label not in LABELS:
+            raise ValueError(f"smoke case label {label!r} is not one of {LABELS}")
+        lines.append(f"{text}\t{label}")
+    if len(lines) - 1 > MAX_SMOKE_CASES:
+        raise ValueError(f"{len(lines) - 1} smoke cases, at most {MAX_SMOKE_CASES}")
+    return "\n".join(lines) + "\n"
+
+
+def read_smoke_set(path: str | Path) -> tuple[tuple[str, str], ...]:
+    """Parse a ``smoke.tsv``; ``ValueError`` naming the line when any case is unreadable: a
+    case that were dropped quietly would be a check that never runs."""
+    cases: list[tuple[str, str]] = []
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or (number == 1 and line == SMOKE_SET_HEADER):
+            continue
+        text, sep, label = line.partition("\t")
+        if not sep or not text.strip() or label not in LABELS:
+            raise ValueError(
+                f"{SMOKE_SET} line {number} is not `text<TAB>label` with a label of {LABELS}"
+            )
+        cases.append((text, label))
+    if len(cases) > MAX_SMOKE_CASES:
+        raise ValueError(f"{SMOKE_SET} holds {len(cases)} cases, at most {MAX_SMOKE_CASES}")
+    return tuple(cases)

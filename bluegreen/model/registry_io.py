@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -84,16 +84,22 @@ def signature() -> Any:
     )
 
 
-def log_ensemble(compiled_dir: Path, input_texts: list[str]) -> Any:
+def log_ensemble(
+    compiled_dir: Path, input_texts: list[str], smoke_set: Sequence[tuple[str, str]] = ()
+) -> Any:
     """Log the pyfunc model (inside an active run). Returns MLflow's ``ModelInfo``.
 
     The ensemble directory becomes a data-only bundle (``bundle.write_manifest``); the
     ``MLmodel`` metadata names it, so bluegreen serves it without unpickling anything, while
     plain ``mlflow.pyfunc.load_model`` still works for everyone else. The manifest's sha256 is
-    on ``ModelInfo.metadata`` for :func:`register` to record in the registry."""
+    on ``ModelInfo.metadata`` for :func:`register` to record in the registry. ``smoke_set``
+    ships inside the bundle (``smoke.tsv``, under the manifest): the server checks these cases
+    on every load of this version, beside its own golden set."""
     import mlflow
 
     pd = importlib.import_module("pandas")
+    if smoke_set:
+        bundle.write_smoke_set(compiled_dir, smoke_set)
     manifest = bundle.write_manifest(compiled_dir)
 
     with runtime_package() as (pkg_dir, module), warnings.catch_warnings():

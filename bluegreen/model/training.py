@@ -470,7 +470,9 @@ def log_fit_output(
             )
             for f in (png, card, smoke_file):
                 mlflow.log_artifact(str(f))
-            info = registry_io.log_ensemble(fit.ensemble_dir, [t for t, _ in smoke[:3]])
+            info = registry_io.log_ensemble(
+                fit.ensemble_dir, [t for t, _ in smoke[:3]], smoke_set=smoke
+            )
             run_id = run.info.run_id
             mlflow.log_metric("log_seconds", time.perf_counter() - t_log)
         metrics["log_seconds"] = time.perf_counter() - t_log

@@ -25,7 +25,8 @@ class ModelRef:
     uri: str
     run_id: str | None = None
     smoke_set: tuple[tuple[str, str], ...] = ()
-    """Version-specific (text, expected label) pairs, from the model's `smoke.tsv` artifact."""
+    """The version's own (text, expected label) cases, from its `smoke.tsv`: checked on load in
+    addition to the golden set."""
     manifest_sha256: str | None = None
     """The bundle manifest's hash the registry recorded (tag): the anchor of its integrity."""
 
@@ -110,6 +111,8 @@ def load_from_registry(ref: ModelRef, scratch_dir: Path) -> LoadedModel:
     """
     import mlflow
 
+    from bluegreen.model.bundle import SMOKE_SET, read_smoke_set
+
     scratch_dir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"v{ref.version}-", dir=scratch_dir))
     # MLflow prepends a model's code_paths dir to sys.path and never removes it: restore it,
@@ -118,20 +121,10 @@ def load_from_registry(ref: ModelRef, scratch_dir: Path) -> LoadedModel:
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(workdir))
         pyfunc_model = mlflow.pyfunc.load_model(local)
-        smoke_file = next(Path(local).rglob("smoke.tsv"), None)
-        smoke_set = _read_smoke_set(smoke_file) if smoke_file else ()
-        if smoke_set:
-            ref = attrs.evolve(ref, smoke_set=smoke_set)
+        smoke_file = next(Path(local).rglob(SMOKE_SET), None)
+        if smoke_file is not None:
+            ref = attrs.evolve(ref, smoke_set=read_smoke_set(smoke_file))
         return wrap_pyfunc(ref, pyfunc_model)
     finally:
         sys.path[:] = saved_path
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _read_smoke_set(path: Path) -> tuple[tuple[str, str], ...]:
-    pairs: list[tuple[str, str]] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        text, _, label = line.partition("\t")
-        if text and label.strip() in LABELS:
-            pairs.append((text, label.strip()))
-    return tuple(pairs[:50])

@@ -15,6 +15,13 @@ MODEL_NAME = "ensemble-sentiment-model"
 SAFE_TEXTS = [text for text, _ in GOLDEN_SET] + list(ODD_INPUTS)
 """Texts the smoke gate uses; `traffic_*` test models behave on these only."""
 
+WRONG_SMOKE_SET = (
+    ("최고의 영화! 정말 감동적이고 재밌어요", "부정"),
+    ("인생 영화입니다 강력 추천합니다", "부정"),
+    ("정말 최악의 영화. 돈이 아깝다", "긍정"),
+)
+"""Unambiguous reviews with the opposite label: a smoke set no sensible model passes."""
+
 
 class TestRegistry:
     """Registers versions of the test pyfunc model in a real tracking server."""
@@ -126,7 +133,9 @@ class TestRegistry:
         """Log an altered copy of the ensemble version at `source`; return (source, run_id)
         for `_create`. ``tamper`` flips bytes of ``arrays.npz`` after its manifest was written
         (an integrity failure); ``nan`` gives it NaN probabilities behind a consistent manifest
-        (it loads and fails smoke)."""
+        (it loads and fails smoke); ``wrong_smoke`` ships a smoke set of its own that the model
+        fails (`WRONG_SMOKE_SET`), behind a consistent manifest: the golden set alone would
+        pass it."""
         import mlflow
         import numpy as np
         import yaml
@@ -142,11 +151,14 @@ class TestRegistry:
                 data = bytearray(arrays.read_bytes())
                 data[len(data) // 2] ^= 0xFF
                 arrays.write_bytes(bytes(data))
-            elif how == "nan":
-                with np.load(arrays) as z:
-                    parts = {k: z[k] for k in z.files}
-                parts["bias"] = np.full_like(parts["bias"], np.nan)
-                np.savez_compressed(arrays, **parts)
+            elif how in {"nan", "wrong_smoke"}:
+                if how == "nan":
+                    with np.load(arrays) as z:
+                        parts = {k: z[k] for k in z.files}
+                    parts["bias"] = np.full_like(parts["bias"], np.nan)
+                    np.savez_compressed(arrays, **parts)
+                else:
+                    bundle.write_smoke_set(ensemble, WRONG_SMOKE_SET)
                 manifest = bundle.write_manifest(ensemble)
                 mlmodel = model_dir / "MLmodel"
                 spec = yaml.safe_load(mlmodel.read_text(encoding="utf-8"))

@@ -11,11 +11,12 @@ import pytest
 
 from bluegreen.loading.cache import VersionCache
 from bluegreen.loading.loader import map_bundle
+from bluegreen.model import bundle
 from bluegreen.model.inference import CompiledEnsemble
 from bluegreen.serving.model_handle import ModelRef
 
 
-def _entry(cache: VersionCache) -> Path:
+def _entry(cache: VersionCache, smoke: tuple[tuple[str, str], ...] = ()) -> Path:
     rng = np.random.default_rng(5)
     compiled = CompiledEnsemble(
         char_hashes=np.arange(1, 200, dtype=np.uint64), char_range=(1, 2),
@@ -26,6 +27,8 @@ def _entry(cache: VersionCache) -> Path:
     staging = cache.root / "stage"
     staging.mkdir(parents=True)
     compiled.save_prepared(staging)
+    if smoke:
+        bundle.write_smoke_set(staging, smoke)
     return cache.publish(staging, cache.entry(1, "cd" * 32))
 
 
@@ -53,3 +56,17 @@ def test_the_uncached_entry_computes_every_time_and_agrees_with_predict(
     batch = model.predict_uncached([text, "최악", "영화"])
     assert batch.shape == (3, 3)
     assert np.allclose(batch.sum(axis=1), 1.0)
+
+
+def test_the_version_smoke_set_in_the_entry_rides_on_the_ref(tmp_path: Path) -> None:
+    cache = VersionCache(tmp_path / "models")
+    own = (("최고", "긍정"), ("최악", "부정"))
+    model = map_bundle(ModelRef("m", 1, "models:/m/1"), _entry(cache, own), cache)
+    assert model.ref.smoke_set == own
+    assert model.ref.version == 1
+
+
+def test_an_entry_without_a_smoke_set_leaves_the_ref_alone(tmp_path: Path) -> None:
+    cache = VersionCache(tmp_path / "models")
+    ref = ModelRef("m", 1, "models:/m/1")
+    assert map_bundle(ref, _entry(cache), cache).ref is ref

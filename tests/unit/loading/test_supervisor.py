@@ -19,17 +19,24 @@ from bluegreen.model import bundle
 from bluegreen.model.inference import CompiledEnsemble
 from bluegreen.serving.lifecycle import TransientLoadError
 
+SMOKE = (("정말 최고의 영화", "긍정"), ("최악의 영화", "부정"))
 
-def _model_dir(root: Path, *, as_bundle: bool = True) -> tuple[Path, str]:
+
+def _model_dir(
+    root: Path, *, as_bundle: bool = True, smoke: tuple[tuple[str, str], ...] = ()
+) -> tuple[Path, str]:
     """An MLflow model directory holding a tiny bundle, as `registry_io.log_ensemble` lays
-    it out (``MLmodel`` metadata naming ``artifacts/ensemble``)."""
+    it out (``MLmodel`` metadata naming ``artifacts/ensemble``; ``smoke.tsv`` inside)."""
     tiny = CompiledEnsemble(
         char_hashes=np.array([1, 2], dtype=np.uint64), char_range=(1, 2), word_keys=["준비"],
         word_n=1, member_names=["m"], idf=np.ones((1, 3)), weights=np.zeros((1, 3, 3)),
         bias=np.array([0.1, 0.2, 0.3]), binary=[False], sublinear=[True], l2=[True],
     )  # fmt: skip
     model = root / "model"
-    sha = bundle.write_manifest(tiny.save(model / "artifacts" / "ensemble"))
+    ensemble = tiny.save(model / "artifacts" / "ensemble")
+    if smoke:
+        bundle.write_smoke_set(ensemble, smoke)
+    sha = bundle.write_manifest(ensemble)
     metadata = {
         bundle.FORMAT_KEY: bundle.FORMAT, bundle.BUNDLE_PATH_KEY: "artifacts/ensemble",
         bundle.MANIFEST_TAG: sha,
@@ -87,6 +94,34 @@ def test_a_registry_hash_that_does_not_match_is_integrity(
     model, _ = _model_dir(tmp_path)
     answer = child.prepare(_request(model, 1, "0" * 64), timeout_s=120)
     assert answer["error"] == "integrity"
+
+
+def test_the_version_smoke_set_is_verified_and_travels_in_the_prepared_entry(
+    child: LoaderChild, tmp_path: Path
+) -> None:
+    model, sha = _model_dir(tmp_path, smoke=SMOKE)
+    answer = child.prepare(_request(model, 2, sha), timeout_s=120)
+    assert answer["kind"] == "bundle"
+    assert bundle.read_smoke_set(Path(str(answer["path"])) / bundle.SMOKE_SET) == SMOKE
+
+
+def test_an_altered_smoke_set_is_answered_as_integrity(child: LoaderChild, tmp_path: Path) -> None:
+    model, sha = _model_dir(tmp_path, smoke=SMOKE)
+    smoke_tsv = model / "artifacts" / "ensemble" / bundle.SMOKE_SET
+    smoke_tsv.write_text(bundle.format_smoke_set([(SMOKE[0][0], "부정")]), encoding="utf-8")
+    answer = child.prepare(_request(model, 1, sha), timeout_s=120)
+    assert answer["error"] == "integrity"
+    assert bundle.SMOKE_SET in str(answer["detail"])
+
+
+def test_an_unreadable_smoke_set_refuses_the_version(child: LoaderChild, tmp_path: Path) -> None:
+    model, _ = _model_dir(tmp_path)
+    ensemble = model / "artifacts" / "ensemble"
+    (ensemble / bundle.SMOKE_SET).write_text("text\texpected_label\n좋다\tpositive\n", "utf-8")
+    sha = bundle.write_manifest(ensemble)  # consistent manifest: the content itself is bad
+    answer = child.prepare(_request(model, 1, sha), timeout_s=120)
+    assert answer["error"] == "prepare"
+    assert "smoke.tsv line 2" in str(answer["detail"])
 
 
 def test_a_model_without_a_bundle_is_a_pyfunc(child: LoaderChild, tmp_path: Path) -> None:

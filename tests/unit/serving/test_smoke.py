@@ -65,7 +65,7 @@ def _with_smoke_set(model: object, smoke_set: tuple[tuple[str, str], ...]) -> Lo
     return LoadedModel(ref, model.predict_texts, None, True, keepalive=model)  # type: ignore[attr-defined]
 
 
-def test_model_provided_smoke_set_is_used() -> None:
+def test_a_version_smoke_set_runs_in_addition_to_the_golden_set() -> None:
     seen: list[list[str]] = []
 
     class Recording(KeywordModel):
@@ -75,14 +75,50 @@ def test_model_provided_smoke_set_is_used() -> None:
 
     own = (("최고 명작", "긍정"), ("최악 노잼", "부정"), ("완전 꿀잼 추천", "긍정"))
     report = smoke(_with_smoke_set(Recording(), own))
-    assert seen[0] == [text for text, _ in own]
-    golden_texts = {text for text, _ in GOLDEN_SET}
-    assert not golden_texts & {t for batch in seen for t in batch}
-    assert report.checked_texts == len(own) + len(ODD_INPUTS)  # type: ignore[attr-defined]
+    assert seen[0] == [text for text, _ in GOLDEN_SET] + [text for text, _ in own]
+    assert report.golden_accuracy == 1.0  # type: ignore[attr-defined]
+    assert report.version_set_accuracy == 1.0  # type: ignore[attr-defined]
+    assert report.version_set_cases == len(own)  # type: ignore[attr-defined]
+    assert report.checked_texts == len(GOLDEN_SET) + len(own) + len(ODD_INPUTS)  # type: ignore[attr-defined]
 
 
-def test_model_provided_smoke_set_can_fail_a_model_the_golden_set_passes() -> None:
+def test_without_a_version_smoke_set_only_the_golden_set_is_judged() -> None:
+    report = smoke(loaded(1, KeywordModel()))
+    assert report.version_set_accuracy is None  # type: ignore[attr-defined]
+    assert report.version_set_cases == 0  # type: ignore[attr-defined]
+
+
+def test_a_version_smoke_set_can_fail_a_model_the_golden_set_passes() -> None:
     # KeywordModel passes the built-in golden set but cannot read these labels right.
     own = (("최고", "부정"), ("최악", "긍정"), ("명작", "부정"))
-    with pytest.raises(SmokeFailed, match=r"golden accuracy 0\.00"):
+    with pytest.raises(
+        SmokeFailed, match=r"accuracy 0\.00 on the version's own smoke set \(3 cases\)"
+    ):
         smoke(_with_smoke_set(KeywordModel(), own))
+
+
+def test_an_easy_version_smoke_set_does_not_replace_the_golden_set() -> None:
+    # Labels swapped: every golden case wrong. Its own set is written to match, so a set that
+    # replaced the golden one would let it through.
+    swapped = BrokenModel("swapped")
+    own = (("최고 명작", "부정"), ("최악 노잼", "긍정"))
+    assert swapped.predict_texts([t for t, _ in own]).argmax(axis=1).tolist() == [0, 2]
+    with pytest.raises(SmokeFailed, match=r"golden accuracy 0\.00"):
+        smoke(_with_smoke_set(swapped, own))
+
+
+def test_each_set_is_logged_with_its_accuracy(caplog: pytest.LogCaptureFixture) -> None:
+    own = (("최고 명작", "긍정"), ("최고", "부정"), ("최악 노잼", "부정"))
+    with caplog.at_level("INFO", logger="bluegreen.smoke"):
+        smoke(_with_smoke_set(KeywordModel(), own))
+    sets = {
+        r.fields["set"]: r.fields  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.getMessage() == "model.smoke.set"
+    }
+    assert sets["golden"]["cases"] == len(GOLDEN_SET)
+    assert sets["golden"]["passed"] is True
+    assert sets["version"] == {
+        "version": 9, "set": "version", "cases": 3, "correct": 2, "accuracy": 0.6667,
+        "min_accuracy": MIN_ACCURACY, "passed": True,
+    }  # fmt: skip
