@@ -96,7 +96,7 @@ def configure_mlflow_client_env(tracking_uri: str, timeout_s: float = 10.0) -> N
     this timeout).
     """
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.5")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, math.floor(timeout_s / 2))))
     import mlflow
     import mlflow.artifacts
