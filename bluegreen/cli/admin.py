@@ -205,7 +205,7 @@ def canary(session: Session, percent_or_abort: str) -> None:
 def reject(session: Session, version: int, reason: str) -> None:
     """Reject VERSION fleet-wide; if it serves, the fleet goes back to the last good one."""
     result = session.client.reject(version, reason)
-    line = f"version {result.version} rejected: {result.reason or reason}"
+    line = f"version {result.version} rejected: {result.rejected or reason}"
     if result.live_version is not None:
         line += f"; version {result.live_version} serves"
     output.emit(result, as_json=session.as_json, lines=[line])
@@ -217,8 +217,10 @@ def reject(session: Session, version: int, reason: str) -> None:
 def unreject(session: Session, version: int) -> None:
     """Clear VERSION's rejection (audited); `promote VERSION` then serves it."""
     result = session.client.unreject(version)
-    output.emit(result, as_json=session.as_json,
-                lines=[f"version {result.version} is no longer rejected"])  # fmt: skip
+    line = f"version {result.version} is no longer rejected"
+    if result.was:
+        line += f" (was: {result.was})"
+    output.emit(result, as_json=session.as_json, lines=[line])
 
 
 @click.command("predict")

@@ -71,6 +71,12 @@ def version(value: int | None) -> str:
     return "-" if value is None else f"v{value}"
 
 
+def history_line(entry: models.HistoryEntry) -> str:
+    moved = f"{version(entry.from_version)} -> {version(entry.version)}"
+    why = f": {entry.why}" if entry.why else ""
+    return f"{when(entry.at)}  {entry.action:<9} {moved:<12} by {entry.who}{why}"
+
+
 def status_lines(slots: models.Slots) -> list[str]:
     live = slots.slot(slots.live)
     lines = [f"model      {slots.model}"]
@@ -94,6 +100,8 @@ def status_lines(slots: models.Slots) -> list[str]:
         if registry.last_error:
             state += f"; last error: {registry.last_error}"
         lines.append(f"registry   {state}")
+        if registry.last_history_entry is not None:
+            lines.append(f"last move  {history_line(registry.last_history_entry)}")
         for rejected, reason in sorted(registry.rejected_versions.items()):
             lines.append(f"rejected   {version(rejected)}: {reason}")
     if slots.last_failure:
@@ -113,10 +121,7 @@ def versions_lines(view: models.Versions) -> list[str]:
              "history    (newest first)"]  # fmt: skip
     if not view.history:
         lines.append("  none")
-    for entry in view.history:
-        moved = f"{version(entry.from_version)} -> {version(entry.version)}"
-        lines.append(f"  {when(entry.at)}  {entry.action:<9} {moved:<12} by {entry.who}"
-                     + (f": {entry.why}" if entry.why else ""))  # fmt: skip
+    lines.extend(f"  {history_line(entry)}" for entry in view.history)
     lines.append("versions   (newest first)")
     for info in view.versions:
         notes = [f"registered {when(info.created_at)}"]

@@ -99,12 +99,6 @@ class Readiness(msgspec.Struct, frozen=True):
     detail: str | None = None
 
 
-class RegistryState(msgspec.Struct, frozen=True):
-    last_poll_ok: float | None = None
-    last_error: str | None = None
-    rejected_versions: dict[int, str] = msgspec.field(default_factory=dict)
-
-
 class Slots(msgspec.Struct, frozen=True):
     """`GET /admin/slots`: this process's two slots and what it knows of the registry."""
 
@@ -148,6 +142,14 @@ class HistoryEntry(msgspec.Struct, frozen=True):
     why: str = ""
     at: float = 0.0
     """Unix seconds."""
+
+
+class RegistryState(msgspec.Struct, frozen=True):
+    last_poll_ok: float | None = None
+    last_error: str | None = None
+    rejected_versions: dict[int, str] = msgspec.field(default_factory=dict)
+    last_history_entry: HistoryEntry | None = None
+    """The newest entry of the fleet-wide promotion history."""
 
 
 class VersionInfo(msgspec.Struct, frozen=True):
@@ -205,9 +207,13 @@ class AbortResult(msgspec.Struct, frozen=True):
 
 class RejectResult(msgspec.Struct, frozen=True):
     version: int
-    reason: str | None = None
+    rejected: str | None = None
+    """The reason as the registry now records it (with who rejected it)."""
     live_version: int | None = None
+    """What this process serves after the fleet moved off the version (if it was live)."""
 
 
 class UnrejectResult(msgspec.Struct, frozen=True):
     version: int
+    was: str | None = None
+    """The rejection that was cleared."""

@@ -48,6 +48,32 @@ def test_reload_serves_what_the_registry_names_then_rollback_goes_back(
     assert "live       version 1" in bg("status").output
 
 
+def test_two_rollbacks_go_two_steps_back_and_versions_shows_them(
+    bg: Invoke, registry: FakeRegistry
+) -> None:
+    for version in (2, 3):
+        registry.add(version)
+        assert f"version {version}" in bg("reload").output
+    assert bg("rollback").output.strip() == "rolled back: version 2 serves (was 3)"
+    assert bg("rollback").output.strip() == "rolled back: version 1 serves (was 2)"
+    assert "live       version 1" in bg("status").output
+    view = bg("versions")
+    assert view.exit_code == 0, view.output
+    assert "alias      production -> v1" in view.output
+    assert "rollback  v2 -> v1" in view.output
+    assert "rollback  v3 -> v2" in view.output
+    assert bg("rollback").exit_code == 1  # nothing further back
+
+
+def test_reject_then_unreject_against_the_app(bg: Invoke, registry: FakeRegistry) -> None:
+    registry.add(2, alias=False)
+    assert bg("reject", "2", "--reason", "too slow").exit_code == 0
+    assert "REJECTED: admin: too slow" in bg("versions").output
+    assert bg("promote", "2").exit_code == 1  # 422: rejected
+    assert bg("unreject", "2").output.startswith("version 2 is no longer rejected (was: ")
+    assert bg("promote", "2").output.strip() == "pinned: version 2 serves"
+
+
 def test_predict_several_texts_is_one_batch(bg: Invoke) -> None:
     result = bg("predict", "최고", "최악", "--json")
     assert result.exit_code == 0
@@ -173,10 +199,14 @@ def test_versions_shows_alias_history_and_rejections() -> None:
 
 
 def test_reject_sends_version_and_reason_and_the_actor() -> None:
-    seen, http = recorder({"version": 4, "reason": "sarcasm", "live_version": 3})
+    recorded = {"version": 4, "rejected": "admin: sarcasm (ops@example from 127.0.0.1)",
+                "live_version": 3}  # fmt: skip
+    seen, http = recorder(recorded)
     result = run(["reject", "4", "--reason", "sarcasm", "--actor", "ops@example"], http)
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == "version 4 rejected: sarcasm; version 3 serves"
+    assert result.output.strip() == (
+        "version 4 rejected: admin: sarcasm (ops@example from 127.0.0.1); version 3 serves"
+    )
     assert json.loads(seen[0].content) == {"version": 4, "reason": "sarcasm"}
     assert seen[0].headers["x-admin-actor"] == "ops@example"
     assert seen[0].url.path == "/admin/reject"

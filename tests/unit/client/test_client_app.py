@@ -16,6 +16,7 @@ from bluegreen.client import (
     Forbidden,
     NotFound,
     Unauthorized,
+    Unprocessable,
 )
 from bluegreen.serving.contract import LABELS
 from tests.fakes import FakeLoader, FakeRegistry
@@ -154,6 +155,45 @@ def test_reload_deploys_what_the_registry_names_and_rollback_goes_back(
     assert back.version == 1
     assert client.predict("좋아요").model_version == 1
     assert client.slots().live_version == 1
+
+
+def test_rollback_walks_back_through_the_fleet_history_never_forward(
+    client: Client, registry: FakeRegistry
+) -> None:
+    for version in (2, 3):
+        registry.add(version)
+        assert client.reload().version == version
+    assert client.rollback().version == 2
+    second = client.rollback()
+    assert (second.version, second.from_version) == (1, 2)
+    assert client.predict("좋아요").model_version == 1
+    with pytest.raises(Conflict):
+        client.rollback()
+    view = client.versions()
+    assert view.alias.version == 1
+    assert view.live_version == 1
+    assert [h.action for h in view.history[:2]] == ["rollback", "rollback"]
+    assert [v.version for v in view.versions] == [3, 2, 1]
+
+
+def test_reject_and_unreject_a_version(client: Client, registry: FakeRegistry) -> None:
+    registry.add(2, alias=False)
+    rejected = client.reject(2, "answers wrong on sarcasm")
+    assert rejected.version == 2
+    assert rejected.rejected is not None
+    assert "answers wrong on sarcasm" in rejected.rejected
+    view = client.versions()
+    assert next(v for v in view.versions if v.version == 2).rejected == rejected.rejected
+    with pytest.raises(Unprocessable):
+        client.promote(2)
+    cleared = client.unreject(2)
+    assert cleared.was == rejected.rejected
+    with pytest.raises(Conflict):
+        client.unreject(2)
+    assert client.promote(2).version == 2
+    assert client.slots().live_version == 2
+    with pytest.raises(NotFound):
+        client.reject(99, "no such version")
 
 
 def test_promote_without_a_candidate_is_a_conflict(client: Client) -> None:
