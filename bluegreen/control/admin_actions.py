@@ -138,7 +138,10 @@ class AdminActions:
         the last good version in the history (the controller's repair)."""
         await self._get(version)
         why = f"admin: {reason} ({who})"
-        await self.calls(self.registry.tag_rejected, version, why)
+        try:
+            await self.calls(self.registry.tag_rejected, version, why)
+        except UnknownVersion as exc:  # deleted meanwhile, or a value the registry refuses
+            raise VersionNotFound(f"version {version} cannot be tagged: {exc}"[:300]) from exc
         self.controller.rejected.pop(version, None)
         cand = self.manager.candidate
         if cand is not None and cand.version == version:
