@@ -250,18 +250,23 @@ class Controller:
             time.time(),
         )  # fmt: skip
         try:
-            await self.record(entry, unless_top=True)
+            await self.record(entry, unless_top=True, only_if_alias=True)
         except (RegistryUnavailable, UnknownVersion) as exc:
             event(log, "registry.history.failed", logging.WARNING, version=target.version,
                   error=str(exc)[:300])  # fmt: skip
 
-    async def record(self, entry: history.Entry, *, unless_top: bool = False) -> bool:
+    async def record(
+        self, entry: history.Entry, *, unless_top: bool = False, only_if_alias: bool = False
+    ) -> bool:
         """Append a history entry (read fresh first). With `unless_top`, nothing is written
         when the log already ends on the entry's version: several processes that follow the
-        same alias move leave one entry, not one each."""
+        same alias move leave one entry, not one each. With `only_if_alias`, nothing is
+        written unless the alias still names it: a process that finishes a slow load after
+        the fleet moved on (a rollback meanwhile) must not log a step forward."""
         view = await self.calls(self.registry.control_view)
         current = history.parse(view.history)
-        if unless_top and history.top(current) == entry.version:
+        stale = only_if_alias and view.alias_version != entry.version
+        if stale or (unless_top and history.top(current) == entry.version):
             self.history = current
             return False
         key = await self.calls(
@@ -435,22 +440,23 @@ class Controller:
         failures = 0
         next_full = 0.0
         while True:
+            if self._holds:
+                # An admin action is changing the version: a wake meanwhile stays set for after.
+                await asyncio.sleep(0.05)
+                continue
             now = time.monotonic()
             full = now >= next_full or self._wake.is_set()
             self._wake.clear()
             try:
-                if self._holds:
-                    delay = 0.05
-                elif full:
+                if full:
                     await self.reconcile()
                     next_full = time.monotonic() + self._poll_interval_s
                 else:
                     await self.control_check()
-                if not self._holds:
-                    failures = 0
-                    delay = next_full - time.monotonic()
-                    if self._control_interval_s > 0:
-                        delay = min(delay, self._control_interval_s)
+                failures = 0
+                delay = next_full - time.monotonic()
+                if self._control_interval_s > 0:
+                    delay = min(delay, self._control_interval_s)
             except RegistryUnavailable:
                 failures += 1
                 delay = backoff_delay(

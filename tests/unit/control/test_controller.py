@@ -438,3 +438,35 @@ async def test_history_is_bounded(control: ControllerFactory, registry: FakeRegi
         await controller.reconcile()
     assert registry.history_versions() == [("promote", 4), ("promote", 5), ("promote", 6)]
     assert [e.version for e in controller.history] == [4, 5, 6]
+
+
+async def test_the_loop_waits_while_an_admin_action_holds_it(
+    control: ControllerFactory, registry: FakeRegistry
+) -> None:
+    controller = control()
+    registry.add(1)
+    async with running(controller):
+        await eventually(lambda: live_version(controller) == 1)
+        async with controller.hold():
+            registry.add(2)
+            controller.wake()
+            await asyncio.sleep(0.2)
+            assert live_version(controller) == 1
+        await eventually(lambda: live_version(controller) == 2)  # the wake was kept
+
+
+async def test_a_slow_follower_does_not_log_a_step_forward_after_a_rollback(
+    control: ControllerFactory, registry: FakeRegistry
+) -> None:
+    controller = control()
+    for version in (1, 2):
+        registry.add(version)
+        await controller.reconcile()
+    registry.alias = 1  # the fleet moved on while this process was still loading 2
+    from bluegreen.control.history import Action, Entry
+
+    wrote = await controller.record(
+        Entry(2, 1, Action.PROMOTE, "bluegreen", "followed", 0.0), only_if_alias=True
+    )
+    assert not wrote
+    assert registry.history_versions() == [("bootstrap", 1), ("promote", 2)]
