@@ -24,7 +24,7 @@ from bluegreen.api.predict import predict_router
 from bluegreen.api.request_id import OPENAPI_HEADER as REQUEST_ID_HEADER
 from bluegreen.api.request_id import RequestIdMiddleware
 from bluegreen.api.schemas import strict_struct_schema_plugin
-from bluegreen.api.v2 import v2_router
+from bluegreen.api.v2 import oip_on_v2_paths, v2_router
 from bluegreen.api.webhooks import DeliveryLog, mlflow_webhook
 from bluegreen.bootstrap import bootstrap_if_empty
 from bluegreen.logging import configure_logging, event
@@ -127,12 +127,10 @@ def create_app(
         ),
         plugins=[strict_struct_schema_plugin()],
         middleware=[
-            # Only when on: off, requests pass through no tracing code at all.
-            *([tracing.TracingMiddleware] if settings.tracing else []),
             metrics.http_metrics_config().middleware,
             DefineMiddleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s),
         ],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=oip_on_v2_paths(EXCEPTION_HANDLERS),
         response_headers=[REQUEST_ID_HEADER],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -147,7 +145,9 @@ def create_app(
         debug=False,
     )
     # Outside the router, not in `middleware=`: Litestar runs that per matched route, and the
-    # router's own 404 and 405 answers must carry the request's id too.
+    # router's own 404 and 405 answers must carry the request's id, and a span, too.
+    if settings.tracing:  # only when on: off, requests pass through no tracing code at all
+        app.asgi_handler = tracing.TracingMiddleware(app.asgi_handler)
     app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
     return app
 

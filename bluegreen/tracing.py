@@ -4,7 +4,8 @@ The exporter is OTLP over HTTP, configured by the standard `OTEL_*` variables, w
 reads itself (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_SERVICE_NAME`,
 `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`...). Spans:
 
-- `{method} {route}` (server): one per routed HTTP request, continuing a W3C `traceparent`;
+- `{method} {route}` (server): one per HTTP request, continuing a W3C `traceparent`; a
+  request no route matched (the router's 404 or 405) is `{method}` alone, with its status;
 - `predict` → `slot`: the request path (`serving/predictor.py`), one `slot` span per attempt,
   so a candidate's failure answered from live shows as two;
 - `deploy` → `load`, `smoke`, `promote` → `drain`, `free`: the lifecycle
@@ -29,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from bluegreen.api.request_id import current_request_id
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -42,6 +45,7 @@ VERSION = "bluegreen.model.version"
 SLOT = "bluegreen.slot"
 MODEL = "bluegreen.model.name"
 TEXTS = "bluegreen.texts"
+REQUEST_ID = "bluegreen.request_id"
 
 _provider: TracerProvider | None = None
 _tracer: trace.Tracer = trace.NoOpTracer()
@@ -110,11 +114,15 @@ def set_attributes(span: trace.Span, attributes: Mapping[str, AttributeValue | N
 
 
 class TracingMiddleware:
-    """One server span per routed HTTP request, continuing the caller's `traceparent`.
+    """One server span per HTTP request, continuing the caller's `traceparent`.
 
-    Installed only when tracing is on (`app.py`). Litestar runs it after routing, so the span
-    is named by the route template, never the raw path, and behind an exception handler, so
-    errors arrive as responses whose status it reads."""
+    Installed only when tracing is on, around the whole app (`app.py`), so that a request the
+    router refuses (404, 405) has a span too: inside Litestar's `middleware=` it would run
+    only for matched routes. Routing happens inside it, so the span is renamed afterwards by
+    the route template the router left in the scope, never the raw path; an unmatched request
+    keeps the bare method, as OpenTelemetry's HTTP conventions ask. Exception handlers run
+    inside it too, so errors arrive as responses whose status it reads. It sits inside the
+    request-id middleware, whose id it records."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -129,13 +137,12 @@ class TracingMiddleware:
         }
         parent = propagate.extract(headers)
         method = scope["method"]
-        route = scope.get("path_template") or scope["path"]
         server_span = _tracer.start_span(
-            f"{method} {route}",
+            method,
             context=parent,
             kind=SpanKind.SERVER,
-            attributes={"http.request.method": method, "http.route": route,
-                        "url.path": scope["path"]},
+            attributes=_clean({"http.request.method": method, "url.path": scope["path"],
+                               REQUEST_ID: current_request_id()}),
         )  # fmt: skip
         token = context.attach(trace.set_span_in_context(server_span, parent))
 
@@ -154,5 +161,9 @@ class TracingMiddleware:
             server_span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
             raise
         finally:
+            route = scope.get("path_template")  # set by the router once a route matched
+            if route:
+                server_span.update_name(f"{method} {route}")
+                server_span.set_attribute("http.route", route)
             context.detach(token)
             server_span.end()

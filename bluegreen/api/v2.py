@@ -1,9 +1,10 @@
 """Open Inference Protocol (KServe / Triton V2) REST routes over the same slots as /predict.
 
 Inference goes through the same predictor, router, canary, input limits and contract checks
-as /predict; only the wire format differs (`v2_codec`). Every error on these routes has the
-OIP form `{"error": "..."}`: the app's handlers decide the status and headers, and this
-module reshapes their body, so both APIs agree on what is an error.
+as /predict; only the wire format differs (`v2_codec`). Every error under /v2 has the OIP form
+`{"error": "...", "request_id": "..."}`: the app's handlers decide the status and headers, and
+this module reshapes their body, so both APIs agree on what is an error. That holds for the
+router's own 404 and 405 too (`oip_on_v2_paths`), which no route's handlers ever see.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import asyncio
 import importlib.metadata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import State
 from litestar.enums import MediaType
-from litestar.exceptions import HTTPException, NotFoundException
+from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     OpenAPIFormat,
@@ -38,6 +39,7 @@ from bluegreen.api.predict import (
     _headers,
     _log_request,
 )
+from bluegreen.api.request_id import current_request_id
 from bluegreen.api.v2_codec import (
     HEADER_LENGTH,
     INPUT_NAME,
@@ -63,8 +65,12 @@ except importlib.metadata.PackageNotFoundError:  # a source tree run without ins
 RETRY_AFTER = {"Retry-After": "5"}
 
 
-class OipError(msgspec.Struct):
+class OipError(msgspec.Struct, omit_defaults=True):
     error: str
+    request_id: Annotated[
+        str | None,
+        msgspec.Meta(description="The request's id, as in the X-Request-ID response header"),
+    ] = None
 
 
 class ServerMetadata(msgspec.Struct):
@@ -208,12 +214,16 @@ def _oip(handler: Callable[..., Response[Any]]) -> Callable[..., Response[Any]]:
     def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         response = handler(request, exc)
         content = response.content
+        body: dict[str, Any]
         if isinstance(content, dict) and "detail" in content:
-            body = {k: v for k, v in content.items() if k not in {"status_code", "detail", "field"}}
             field = content.get("field")
-            body["error"] = f"{content['detail']} ({field})" if field else str(content["detail"])
+            body = {"error": f"{content['detail']} ({field})" if field else str(content["detail"])}
+            body.update((k, v) for k, v in content.items()
+                        if k not in {"status_code", "error", "detail", "field"})  # fmt: skip
         else:
             body = {"error": str(content)}
+            if (request_id := current_request_id()) is not None:
+                body["request_id"] = request_id
         return Response(body, status_code=response.status_code, headers=dict(response.headers))
 
     return handle
@@ -227,6 +237,49 @@ OIP_EXCEPTION_HANDLERS: dict[Any, Any] = {
     **{key: _oip(handler) for key, handler in EXCEPTION_HANDLERS.items()},
     VersionNotLoaded: _not_loaded,
 }
+
+PREFIX = "/v2"
+
+
+def is_v2_path(scope: Any) -> bool:
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):  # mounted under a prefix: the path includes it
+        path = path[len(root) :]
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+def _said_plainly(request: Request[Any, Any, Any], exc: Exception) -> Exception:
+    """The router's 404 and 405 say only "Not Found" and "Method Not Allowed"."""
+    if isinstance(exc, MethodNotAllowedException):
+        allowed = (exc.headers or {}).get("allow", "")
+        return MethodNotAllowedException(
+            f"method {request.method} is not allowed here; allowed: {allowed}",
+            headers=exc.headers,
+        )
+    if isinstance(exc, NotFoundException) and exc.detail == "Not Found":
+        return NotFoundException("no Open Inference Protocol route has this path")
+    return exc
+
+
+def oip_on_v2_paths(handlers: dict[Any, Any]) -> dict[Any, Any]:
+    """The app-level handlers, answering in OIP form on a /v2 path.
+
+    Litestar answers a path no route matches (404) or a method a route lacks (405) with the
+    app's handlers, not the router's: it cannot tell which router would have served it. A
+    /v2 client still expects the OIP form there; everything else keeps the app's `ErrorBody`."""
+
+    def for_path(handler: Callable[..., Response[Any]]) -> Callable[..., Response[Any]]:
+        oip = _oip(handler)
+
+        def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+            if not is_v2_path(request.scope):
+                return handler(request, exc)
+            return oip(request, _said_plainly(request, exc))
+
+        return handle
+
+    return {key: for_path(handler) for key, handler in handlers.items()}
 
 
 def _runtime(state: State) -> Runtime:

@@ -272,6 +272,7 @@ def test_http_request_span_continues_the_callers_trace(
     assert refused.attributes is not None
     assert ok.attributes["http.route"] == "/predict"
     assert ok.attributes["http.response.status_code"] == 200
+    assert ok.attributes[tracing.REQUEST_ID] == response.headers["X-Request-ID"]
     predict = one(spans, "predict")
     assert is_child(predict, ok)
     assert is_child(one(spans, "slot"), predict)
@@ -284,10 +285,55 @@ def test_http_request_span_continues_the_callers_trace(
     assert refused.context.trace_id != ok.context.trace_id
 
 
+ROUTER_REFUSALS = [
+    ("GET", "/no-such-route", 404),
+    ("GET", "/v2/models/m/no-such", 404),
+    ("DELETE", "/v2", 405),
+    ("GET", "/v2/models/ensemble-sentiment-model/infer", 405),
+    ("GET", "/predict", 405),
+]
+
+
+def test_requests_the_router_refuses_get_a_server_span_with_their_status(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    registry = FakeRegistry()
+    registry.add(1)
+    with app_client(tmp_path, registry, FakeLoader(), ready=True, tracing=True) as client:
+        spans.clear()
+        for method, path, status in ROUTER_REFUSALS:
+            response = client.request(
+                method,
+                path,
+                headers={"X-Request-ID": f"refused-{status}",
+                         "traceparent": f"00-{TRACE_ID}-{PARENT_SPAN_ID}-01"},
+            )  # fmt: skip
+            assert response.status_code == status
+
+    server = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert len(server) == len(ROUTER_REFUSALS)
+    for span, (method, path, status) in zip(server, ROUTER_REFUSALS, strict=True):
+        assert span.attributes is not None
+        # no route matched: the bare method, never the raw path (unbounded span names)
+        assert span.name == method
+        assert "http.route" not in span.attributes
+        assert span.attributes["url.path"] == path
+        assert span.attributes["http.response.status_code"] == status
+        assert span.attributes[tracing.REQUEST_ID] == f"refused-{status}"
+        assert span.status.status_code is not StatusCode.ERROR  # the client's error
+        assert span.parent is not None
+        assert format(span.parent.span_id, "016x") == PARENT_SPAN_ID
+
+
 def test_off_the_app_installs_no_tracing_middleware(tmp_path: Path) -> None:
     registry = FakeRegistry()
     registry.add(1)
     with app_client(tmp_path, registry, FakeLoader(), ready=True) as client:
         assert client.post("/predict", json={"text": "최고"}).status_code == 200
         assert not tracing.ENABLED
+        handler, wrappers = client.app.asgi_handler, []
+        while hasattr(handler, "app"):
+            wrappers.append(type(handler))
+            handler = handler.app
+        assert tracing.TracingMiddleware not in wrappers
         assert tracing.TracingMiddleware not in client.app.middleware

@@ -158,3 +158,33 @@ def test_errors_reach_the_triton_client_as_exceptions(
     wrong_name = httpclient.InferInput("review", [1], "BYTES")
     wrong_name.set_data_from_numpy(np.array([b"x"], dtype=np.object_))
     assert_client_error(lambda: client.infer(model_name, [wrong_name]), "400", "text")
+
+
+def test_a_real_server_refuses_wrong_v2_methods_and_paths_in_oip_form(
+    triton: tuple[Any, str, int], model_name: str
+) -> None:
+    _, url, _ = triton
+    refusals = [
+        ("GET", f"/v2/models/{model_name}/infer", 405, "POST"),
+        ("DELETE", "/v2", 405, "GET"),
+        ("GET", "/v2/no-such-route", 404, None),
+        ("POST", f"/v2/models/{model_name}/infer/extra", 404, None),
+    ]
+    for method, path, status, allowed in refusals:
+        sent = f"refused-{method}-{status}"
+        response = httpx.request(method, f"{url}{path}", headers={"X-Request-ID": sent}, timeout=10)
+        assert response.status_code == status, (path, response.text)
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.headers["x-request-id"] == sent
+        body = response.json()
+        assert set(body) == {"error", "request_id"}, body  # OIP form, not ErrorBody
+        assert body["request_id"] == sent
+        if allowed is not None:
+            assert allowed in response.headers["allow"]
+            assert method in body["error"]
+            assert allowed in body["error"]
+    # outside /v2 the app's own error form stays
+    plain = httpx.get(f"{url}/no-such-route", headers={"X-Request-ID": "plain-1"}, timeout=10)
+    assert plain.status_code == 404
+    assert plain.json()["status_code"] == 404
+    assert plain.json()["request_id"] == "plain-1" == plain.headers["x-request-id"]

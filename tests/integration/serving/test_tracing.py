@@ -43,11 +43,29 @@ def child_of(child: ReceivedSpan, parent: ReceivedSpan) -> bool:
     return child.trace_id == parent.trace_id and child.parent_span_id == parent.span_id
 
 
-def test_request_and_swap_spans_reach_an_otlp_receiver(
+def test_request_refusal_and_swap_spans_reach_an_otlp_receiver(
     registry: TestRegistry, start_app: AppFactory, receiver: OtlpReceiver
 ) -> None:
     v1 = registry.register()
     app = start_app(env=tracing_env(receiver, 100))
+    # Refused by the router before any handler: still one server span, with its status.
+    refusals = [("GET", "/v2/no-such-route", 404), ("DELETE", "/v2", 405)]
+    traceparent = f"00-{TRACE_ID}-{PARENT_SPAN_ID}-01"
+    for method, path, status in refusals:
+        headers = {"traceparent": traceparent, "X-Request-ID": f"no-{status}"}
+        refused = httpx.request(method, f"{app.url}{path}", headers=headers, timeout=10)
+        assert refused.status_code == status
+    receiver.wait_for(lambda r: len(r.named("GET")) + len(r.named("DELETE")) == len(refusals))
+    for method, path, status in refusals:
+        (span,) = receiver.named(method)
+        assert span.kind == "SERVER"
+        assert (span.trace_id, span.parent_span_id) == (TRACE_ID, PARENT_SPAN_ID)
+        assert span.attributes["http.response.status_code"] == status
+        assert span.attributes["url.path"] == path
+        assert span.attributes["bluegreen.request_id"] == f"no-{status}"
+        assert "http.route" not in span.attributes
+        assert span.status != "ERROR"
+
     response = httpx.post(
         f"{app.url}/predict",
         json={"text": "정말 최고의 영화"},
@@ -62,6 +80,8 @@ def test_request_and_swap_spans_reach_an_otlp_receiver(
     assert server.parent_span_id == PARENT_SPAN_ID
     assert server.service_name == SERVICE
     assert server.attributes["http.response.status_code"] == 200
+    assert server.attributes["http.route"] == "/predict"
+    assert server.attributes["bluegreen.request_id"] == response.headers["X-Request-ID"]
     (predict,) = [s for s in receiver.named("predict") if child_of(s, server)]
     (slot,) = [s for s in receiver.named("slot") if child_of(s, predict)]
     for span in (predict, slot):

@@ -4,6 +4,7 @@ inference on live and pinned versions, and OIP `{"error": ...}` bodies for every
 from __future__ import annotations
 
 import json
+import re
 import struct
 from typing import Any
 
@@ -253,3 +254,99 @@ def test_v2_routes_are_in_the_schema_and_metrics_use_templates(client: TestClien
     assert 'path="/v2/models/{name}/versions/{version}"' in exposition
     assert "versions/77" not in exposition
     assert f"/v2/models/{MODEL}" not in exposition
+
+
+ROUTER_405 = [
+    ("GET", INFER, "POST"),
+    ("GET", f"/v2/models/{MODEL}/versions/1/infer", "POST"),
+    ("DELETE", "/v2", "GET"),
+    ("PUT", "/v2/health/live", "GET"),
+    ("POST", f"/v2/models/{MODEL}", "GET"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), ROUTER_405)
+def test_a_wrong_method_on_a_v2_route_is_an_oip_405_naming_what_is_allowed(
+    client: TestClient[Any], method: str, path: str, allowed: str
+) -> None:
+    response = client.request(method, path, headers={"X-Request-ID": "wrong-method-1"})
+    message = assert_oip_error(response, 405, method, allowed)
+    assert allowed in {m.strip() for m in response.headers["allow"].split(",")}
+    assert method not in response.headers["allow"]
+    assert response.headers["x-request-id"] == "wrong-method-1"
+    assert response.json() == {"error": message, "request_id": "wrong-method-1"}
+
+
+@pytest.mark.parametrize(
+    "path", ["/v2/nope", f"/v2/models/{MODEL}/versions/1/infer/more", "/v2/health"]
+)
+def test_an_unknown_v2_path_is_an_oip_404_with_the_made_request_id(
+    client: TestClient[Any], path: str
+) -> None:
+    response = client.get(path)
+    assert_oip_error(response, 404, "Open Inference Protocol route")
+    made = response.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", made)
+    assert response.json()["request_id"] == made
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/no-such-route", 404), ("GET", "/v2x/models", 404), ("GET", "/predict", 405),
+     ("DELETE", "/healthz", 405)],
+)  # fmt: skip
+def test_routes_outside_v2_keep_the_error_body_form(
+    client: TestClient[Any], method: str, path: str, status: int
+) -> None:
+    response = client.request(method, path, headers={"X-Request-ID": "plain-1"})
+    assert response.status_code == status
+    body = response.json()
+    assert body["status_code"] == status
+    assert body["error"] in {"not_found", "method_not_allowed"}
+    assert body["request_id"] == "plain-1" == response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status"),
+    [
+        ("POST", INFER, {"json": tensor(datatype="FP32")}, 400),
+        ("POST", INFER, {"content": b"{nope"}, 400),
+        ("POST", "/v2/models/other/infer", {"json": infer_body(["a"])}, 404),
+        ("GET", f"/v2/models/{MODEL}/versions/9", {}, 404),
+        ("POST", INFER, {"json": infer_body(["가" * 40] * 40)}, 413),
+    ],
+    ids=["400-tensor", "400-json", "404-model", "404-version", "413"],
+)
+def test_v2_handler_errors_name_the_request_id_in_body_and_header(
+    client: TestClient[Any], method: str, path: str, kwargs: dict[str, Any], status: int
+) -> None:
+    sent = f"v2-err-{status}"
+    response = client.request(method, path, headers={"X-Request-ID": sent}, **kwargs)
+    assert_oip_error(response, status)
+    assert response.headers["x-request-id"] == sent
+    assert response.json()["request_id"] == sent
+    assert set(response.json()) == {"error", "request_id"}
+
+
+def test_v2_answers_echo_the_request_id_header_and_the_oip_id(client: TestClient[Any]) -> None:
+    ok = client.post(INFER, json=infer_body(["최고"], id="oip-1"), headers={"X-Request-ID": "h-1"})
+    assert ok.status_code == 200
+    assert (ok.headers["x-request-id"], ok.json()["id"]) == ("h-1", "oip-1")
+    content, headers = binary_body(["최고"], id="oip-2", parameters={"binary_data_output": True})
+    binary = client.post(INFER, content=content, headers=headers)
+    length = int(binary.headers["inference-header-content-length"])
+    assert json.loads(binary.content[:length])["id"] == "oip-2"
+    assert re.fullmatch(r"[0-9a-f]{32}", binary.headers["x-request-id"])
+    # no OIP id sent, none answered
+    assert "id" not in client.post(INFER, json=infer_body(["최고"])).json()
+    for path in ("/v2", "/v2/health/live", f"/v2/models/{MODEL}"):
+        assert client.get(path, headers={"X-Request-ID": "meta-1"}).headers["x-request-id"] == (
+            "meta-1"
+        )
+
+
+def test_the_schema_documents_the_request_id_of_oip_errors(client: TestClient[Any]) -> None:
+    schema = client.get("/schema/openapi.json").json()
+    oip_error = schema["components"]["schemas"]["OipError"]
+    assert oip_error["required"] == ["error"]
+    assert "request_id" in oip_error["properties"]
