@@ -156,6 +156,23 @@ def write_report(results: dict[str, Any], out: Path, target: Path) -> None:
             f"| 8. /predict req/s, tracing on / off (1 worker, every request sampled, side by "
             f"side) | — | {ratio}× (run-to-run spread {spread:.1%}) | — |"
         )
+    v2 = results.get("v2_throughput")
+    if v2:
+        from bench.v2_throughput import CASES
+
+        measured = "; ".join(
+            f"{CASES[case]}: {c['ratios']['rps']}× (spread {c['rps_spread']:.1%})"
+            for case, c in v2["cases"].items()
+        )
+        summary_rows.append(
+            f"| 9. V2 infer (JSON tensor data) / /predict req/s (1 worker, side by side on one "
+            f"server) | — | {measured} | — |"
+        )
+    fleet = results.get("fleet")
+    if fleet:
+        from bench.fleet import summary_row
+
+        summary_rows.append(summary_row(fleet))
     lines += ["## Summary", "", "| benchmark | goal | measured | |", "|---|---|---|---|"]
     lines += [*summary_rows, ""]
 
@@ -177,6 +194,8 @@ def write_report(results: dict[str, Any], out: Path, target: Path) -> None:
         lines += _edge_section(edge)
     if tracing:
         lines += _tracing_section(tracing)
+    if v2:
+        lines += _v2_section(v2)
     if t:
         lines += _limits_section(t, results.get("model_costs"))
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -539,6 +558,46 @@ def _tracing_section(tracing: dict[str, Any]) -> list[str]:
         "middleware is installed and no span or context object is made.",
         "",
     ]
+    return lines
+
+
+def _v2_section(v2: dict[str, Any]) -> list[str]:
+    from bench.v2_throughput import BATCH, CASES, ROUTES
+
+    lines = [
+        "## 9. Open Inference Protocol V2 infer vs /predict",
+        "",
+        "One server; wrk -t1 "
+        f"-c{v2['connections']} -d{v2['duration_s']:.0f}s drives `POST /v2/models/<name>/infer` "
+        f"(JSON tensor data: a BYTES tensor `text`) and `/predict` (`/predict/batch` for the "
+        f"batch) in turn, {v2['rounds']} rounds interleaved ABBA per case, medians shown. "
+        "Repeated texts are the 200 reviews in turn, which the ensemble's per-text cache answers "
+        "after the first pass. Unseen texts are those reviews with an index and a token of the "
+        f"wrk run appended, {v2['unseen_texts_per_run']} per run in order (more than the cache "
+        "holds), so no lookup hits; both routes get the same texts.",
+        "",
+        "| case | route | req/s | texts/s | p50 ms | p99 ms | errors | server CPU ms/request |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for case, c in v2["cases"].items():
+        for kind, label in ROUTES.items():
+            r = c["median"][kind]
+            batch = kind == "predict" and c["texts_per_request"] == BATCH
+            lines.append(
+                f"| {CASES[case]} | {'/predict/batch' if batch else label} | {r['rps']:.0f} | "
+                f"{r['rps'] * c['texts_per_request']:.0f} | {r['p50_ms']:.2f} | "
+                f"{r['p99_ms']:.2f} | {r['errors']:.0f} | {r['server_cpu_ms_per_request']:.3f} |"
+            )
+    lines.append("")
+    for case, c in v2["cases"].items():
+        ratios = c["ratios"]
+        lines.append(
+            f"- {CASES[case]}: V2 / /predict requests/s **{ratios['rps']}×** (median of the "
+            f"rounds' adjacent pairs; {ratios['rps_of_medians']}× as a ratio of the medians); "
+            f"p99 {ratios['p99']}; server CPU per request {ratios['server_cpu_per_request']}. "
+            f"Run-to-run spread of one route against itself: {c['rps_spread']:.1%}."
+        )
+    lines.append("")
     return lines
 
 

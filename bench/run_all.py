@@ -12,6 +12,8 @@
 6. Scaling: 1 vs 2 workers with server and client (wrk) CPU seconds, per-request CPU cost.
 7. HTTP edge: /predict on the edge protocol vs uvicorn's stock httptools (bench/edge_protocol.py).
 8. Tracing: /predict with OpenTelemetry tracing on vs off (bench/tracing_overhead.py).
+9. Open Inference Protocol: V2 infer vs /predict and /predict/batch on one server, repeated and
+   unseen texts (bench/v2_throughput.py).
 
 The model is the real ensemble when `bluegreen.model.bootstrap_default_model` exists (trained
 once into a registry cached under results/bench-cache/), else the small keyword test model.
@@ -794,7 +796,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short runs; no BENCHMARKS.md")
     parser.add_argument("--keyword", action="store_true", help="use the keyword test model")
     parser.add_argument(
-        "--only", nargs="+", choices=["throughput", "swap", "memory", "model", "edge", "tracing"]
+        "--only",
+        nargs="+",
+        choices=["throughput", "swap", "memory", "model", "edge", "tracing", "v2"],
     )
     parser.add_argument("--duration", type=float, help="seconds per wrk run")
     parser.add_argument("--swaps", type=int, help="swaps for the memory benchmark")
@@ -817,7 +821,7 @@ def main(argv: list[str] | None = None) -> int:
         write_report(saved, args.report_only, args.write)
         log(f"wrote {args.write}")
         return 0
-    parts = set(args.only or ["throughput", "swap", "memory", "model", "edge", "tracing"])
+    parts = set(args.only or ["throughput", "swap", "memory", "model", "edge", "tracing", "v2"])
     out = args.out or REPO / "results" / "bench" / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     duration = args.duration or (4.0 if args.quick else 15.0)
@@ -867,6 +871,18 @@ def main(argv: list[str] | None = None) -> int:
             }
             results["tracing"] = tracing_overhead.run(
                 out, model.url, tracing_env, texts(), duration=duration, rounds=2 * rounds, log=log
+            )
+        if "v2" in parts:
+            log("9. Open Inference Protocol V2 infer vs /predict (wrk)")
+            from bench import v2_throughput
+
+            v2_env = {
+                "BLUEGREEN_MODEL_NAME": MODEL_NAME,
+                "BLUEGREEN_LOG_LEVEL": "WARNING",
+                "BLUEGREEN_TRUST_MODEL_CODE": trust_code(model),
+            }
+            results["v2_throughput"] = v2_throughput.run(
+                out, model.url, v2_env, texts(), duration=duration, rounds=2 * rounds, log=log
             )
         full_size = model.kind == "ensemble"
         if "memory" in parts:

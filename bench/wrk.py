@@ -8,7 +8,7 @@ import shutil
 import statistics
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +19,20 @@ local bodies = {
 @BODIES@
 }
 local method = "@METHOD@"
+local fresh = @FRESH@
 local headers = { ["Content-Type"] = "application/json" }
 local reqs = {}
 local n = 0
 
 init = function(args)
+  -- A token of this run: a run lasts at least a second, so no two runs share a start second.
+  local run = string.format("%x", os.time())
   if #bodies == 0 then
     reqs[1] = wrk.format(method, nil, {}, nil)
   else
     for i, body in ipairs(bodies) do
       headers["X-Request-ID"] = "wrk-" .. i
+      if fresh then body = (body:gsub("@RUN@", run)) end
       reqs[i] = wrk.format(method, nil, headers, body)
     end
   end
@@ -52,10 +56,16 @@ end
 """
 
 
-def lua_script(bodies: Sequence[str], method: str = "POST") -> str:
-    """Bodies are embedded as Lua long strings; none of them may contain `]==]`."""
+def lua_script(bodies: Sequence[str], method: str = "POST", *, fresh_per_run: bool = False) -> str:
+    """Bodies are embedded as Lua long strings; none of them may contain `]==]`. With
+    `fresh_per_run`, each wrk run replaces `@RUN@` in the bodies by a token of its own, so that
+    texts one run sends are new to a server that saw the previous runs (its caches miss)."""
     literals = ",\n".join(f"[==[{body}]==]" for body in bodies if "]==]" not in body)
-    return _LUA_HEAD.replace("@BODIES@", literals).replace("@METHOD@", method)
+    return (
+        _LUA_HEAD.replace("@BODIES@", literals)
+        .replace("@METHOD@", method)
+        .replace("@FRESH@", "true" if fresh_per_run else "false")
+    )
 
 
 def server_cpu_seconds(pids: Sequence[int]) -> float:
@@ -130,17 +140,20 @@ def run_wrk(
 
 
 def abba_rounds(
-    urls: dict[str, str], pids: dict[str, int], lua: Path, *, a: str, b: str,
-    duration: float, rounds: int, log: Any,
+    urls: dict[str, str], pids: dict[str, int], lua: Path | Mapping[str, Path], *, a: str,
+    b: str, duration: float, rounds: int, log: Any,
 ) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
     """Warm both servers, then `rounds` wrk runs each, in A B / B A order so that drift on the
-    cores falls on both sides alike."""
-    for url in urls.values():
-        run_wrk(url, lua, duration_s=max(2.0, duration / 4))
+    cores falls on both sides alike. One script for both sides, or one per side."""
+    scripts = {kind: lua if isinstance(lua, Path) else lua[kind] for kind in (a, b)}
+    for kind, url in urls.items():
+        run_wrk(url, scripts[kind], duration_s=max(2.0, duration / 4))
     runs: dict[str, list[dict[str, Any]]] = {a: [], b: []}
     for r in range(rounds):
         for kind in (a, b) if r % 2 == 0 else (b, a):
-            result = run_wrk(urls[kind], lua, duration_s=duration, server_pids=[pids[kind]])
+            result = run_wrk(
+                urls[kind], scripts[kind], duration_s=duration, server_pids=[pids[kind]]
+            )
             runs[kind].append(result)
             log(f"  {kind:6s} {result['rps']:8.1f} req/s  p50 {result['p50_ms']:.2f} ms  "
                 f"p99 {result['p99_ms']:.2f} ms  errors {result['errors']}")  # fmt: skip
