@@ -15,6 +15,9 @@ ensemble folds into one weight tensor):
 
 ``logits(text) = bias + Σ_m  x_m(text) @ weights[m]`` where ``x_m`` is the member's weighted,
 normalised feature vector; probabilities are its softmax.
+
+A full-profile model may add an accurate tier (:mod:`cascade`: a character CNN and a second
+stacker): the texts whose fast answer has a small top-two margin are scored again by it.
 """
 
 from __future__ import annotations
@@ -39,11 +42,16 @@ import scipy.sparse as sp
 from cachetools import LRUCache
 from mlflow.pyfunc.model import PythonModel
 
+from .cascade import AccurateTier
 from .labels import LABELS
 from .textfeat import Extractor, WordKeys, code_points, prepare, word_char_table
 
 FORMAT_VERSION = 1
+ACCURATE_FORMAT_VERSION = 2
+"""A model with an accurate tier is format 2: a runtime that knows only format 1 refuses it
+instead of silently serving its fast path alone."""
 _ARRAYS = "arrays.npz"
+_ACCURATE = "accurate.npz"
 _WORDS = "words.txt"
 _META = "meta.json"
 _PREPARED_META = "prepared.json"
@@ -233,6 +241,7 @@ class CompiledEnsemble:
         sublinear: Sequence[bool],
         l2: Sequence[bool],
         meta: dict[str, Any] | None = None,
+        accurate: AccurateTier | None = None,
     ) -> None:
         extractor = Extractor(char_hashes, char_range, word_keys, word_n)
         n_members = len(member_names)
@@ -253,7 +262,7 @@ class CompiledEnsemble:
         packed[:, n_members:width] = weights.transpose(1, 0, 2).reshape(n_feat, -1)
         self._setup(
             extractor=extractor, member_names=member_names, packed=packed, bias=bias,
-            binary=binary, sublinear=sublinear, l2=l2, meta=meta,
+            binary=binary, sublinear=sublinear, l2=l2, meta=meta, accurate=accurate,
         )  # fmt: skip
         self._start_serving()
 
@@ -274,6 +283,7 @@ class CompiledEnsemble:
         sublinear: Sequence[bool],
         l2: Sequence[bool],
         meta: dict[str, Any] | None,
+        accurate: AccurateTier | None = None,
     ) -> None:
         """Everything but the kernel tables, from the packed feature rows (built or mapped)."""
         self.extractor = extractor
@@ -294,6 +304,7 @@ class CompiledEnsemble:
         self._tf_sub = self.sublinear[:, None]
         self._tf_mode = np.where(self.binary, 1, np.where(self.sublinear, 2, 0)).astype(np.int8)
         self.meta: dict[str, Any] = dict(meta or {})
+        self.accurate = accurate
         self._kernels: Any = None
         self._table_args: tuple[Any, ...] | None = None
         self._word_args: tuple[Any, ...] | None = None
@@ -325,6 +336,8 @@ class CompiledEnsemble:
         here, so that cost lands on model load, never on a request; a kernel that fails to
         compile leaves the numpy path in place."""
         self._kernels = None
+        if self.accurate is not None:
+            self.accurate.cnn.use_kernels(None)
         if not on:
             return
         try:
@@ -338,9 +351,28 @@ class CompiledEnsemble:
             self._kernels = kernels
             self.logits(["warm-up 준비"])
             self.logits(["warm-up", "준비"])  # the batch path, whose normaliser has a table
+            if self.accurate is not None:
+                self.accurate.cnn.use_kernels(kernels)
+                self.accurate.cnn.outputs(*code_points(["warm-up 준비"]))  # routed or not
         except Exception:
             _log.warning("compiled kernels unavailable; using the numpy path", exc_info=True)
             self._kernels = None
+
+    def with_accurate(
+        self, accurate: AccurateTier | None, bias_shift: F64 | None = None
+    ) -> CompiledEnsemble:
+        """This fast path (its bias shifted by ``bias_shift``) with ``accurate`` as its tier."""
+        new = type(self).__new__(type(self))
+        shift = np.zeros(len(LABELS)) if bias_shift is None else np.asarray(bias_shift)
+        new._setup(
+            extractor=self.extractor, member_names=self.member_names, packed=self.packed,
+            bias=self.bias + shift, binary=self.binary.tolist(),
+            sublinear=self.sublinear.tolist(), l2=self.l2.tolist(), meta=self.meta,
+            accurate=accurate,
+        )  # fmt: skip
+        new._table_args, new._word_args = self._table_args, self._word_args
+        new._start_serving()
+        return new
 
     @property
     def n_features(self) -> int:
@@ -349,14 +381,28 @@ class CompiledEnsemble:
     # -- inference -------------------------------------------------------------------------
 
     def logits(self, texts: Sequence[str]) -> F64:
-        """Logits ``(len(texts), K)``: the compiled kernel, else the numpy path."""
+        """Logits ``(len(texts), K)``: the fast path's, with the texts it is least sure of
+        scored again by the accurate tier when the model has one (:mod:`cascade`)."""
+        if self.accurate is None:
+            return self.fast_logits(texts)
+        cp, offsets = code_points(texts)
+        if self._kernels is None:
+            z = self.fast_logits(texts)
+        else:
+            z = self._kernel_logits(cp, offsets, len(texts))
+        return self.accurate.apply(z, cp, offsets)
+
+    def fast_logits(self, texts: Sequence[str]) -> F64:
+        """The fast path's logits: the compiled kernel, else the numpy path."""
         if self._kernels is None:
             if len(texts) == 1:
                 return self.logits_one(texts[0])[None, :]
             return self.logits_batch(texts)
+        return self._kernel_logits(*code_points(texts), len(texts))
+
+    def _kernel_logits(self, cp: npt.NDArray[np.uint32], offsets: I64, n: int) -> F64:
         lo, hi = self.extractor.char_range
-        cp, offsets = code_points(texts)
-        out = np.empty((len(texts), len(LABELS)), dtype=np.float64)
+        out = np.empty((n, len(LABELS)), dtype=np.float64)
         self._kernels.ensemble_logits(
             cp,
             offsets,
@@ -442,8 +488,10 @@ class CompiledEnsemble:
             bias=self.bias,
         )
         (d / _WORDS).write_text(ex.word_keys.joined, encoding="utf-8")
+        if self.accurate is not None:
+            np.savez_compressed(d / _ACCURATE, **self.accurate.arrays())
         meta = {
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_VERSION if self.accurate is None else ACCURATE_FORMAT_VERSION,
             "labels": list(LABELS),
             **self._shape_meta(),
             "n_features": self.n_features,
@@ -455,7 +503,7 @@ class CompiledEnsemble:
     def load(cls, directory: str | Path) -> CompiledEnsemble:
         d = Path(directory)
         meta = json.loads((d / _META).read_text(encoding="utf-8"))
-        if meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format_version") not in (FORMAT_VERSION, ACCURATE_FORMAT_VERSION):
             raise ValueError(f"unsupported ensemble format {meta.get('format_version')!r}")
         if tuple(meta["labels"]) != LABELS:
             raise ValueError(f"label order {meta['labels']!r} != {LABELS!r}")
@@ -468,6 +516,10 @@ class CompiledEnsemble:
             idf = z["idf"]
             weights = z["weights"]
             bias = z["bias"].astype(np.float64)
+        accurate = None
+        if meta.get("accurate") is not None:
+            with np.load(d / _ACCURATE, allow_pickle=False) as a:
+                accurate = AccurateTier.from_arrays(a, meta["accurate"])
         return cls(
             char_hashes=char_hashes,
             char_range=(meta["char_range"][0], meta["char_range"][1]),
@@ -481,6 +533,7 @@ class CompiledEnsemble:
             sublinear=meta["sublinear"],
             l2=meta["l2"],
             meta=meta.get("extra", {}),
+            accurate=accurate,
         )
 
     def _shape_meta(self) -> dict[str, Any]:
@@ -495,6 +548,7 @@ class CompiledEnsemble:
             "sublinear": [bool(b) for b in self.sublinear],
             "l2": [bool(b) for b in self.l2],
             "extra": self.meta,
+            "accurate": None if self.accurate is None else self.accurate.describe(),
         }
 
     # -- prepared (mapped) form -----------------------------------------------------------
@@ -517,6 +571,9 @@ class CompiledEnsemble:
             arrays["char_table"], char_shift = self._table_args
             *_, arrays["word_table"], word_shift = self._word_args
             shifts = {"char_shift": int(char_shift), "word_shift": int(word_shift)}
+        if self.accurate is not None:
+            for name, array in self.accurate.arrays().items():
+                arrays[f"accurate_{name}"] = array
         for name, array in arrays.items():
             # np.save pads its header to 64 bytes and mmap starts on a page: mapped rows stay
             # cache-line aligned, as the kernel's packed layout needs.
@@ -555,10 +612,16 @@ class CompiledEnsemble:
             check=False,
         )  # fmt: skip
         self = cls.__new__(cls)
+        accurate = None
+        if meta.get("accurate") is not None:
+            names = [p.name[len("accurate_") : -len(".npy")] for p in d.glob("accurate_*.npy")]
+            accurate = AccurateTier.from_arrays(
+                {name: mapped(f"accurate_{name}") for name in names}, meta["accurate"]
+            )
         self._setup(
             extractor=extractor, member_names=meta["member_names"], packed=mapped("packed"),
             bias=np.array(mapped("bias")), binary=meta["binary"], sublinear=meta["sublinear"],
-            l2=meta["l2"], meta=meta.get("extra", {}),
+            l2=meta["l2"], meta=meta.get("extra", {}), accurate=accurate,
         )  # fmt: skip
         if "char_shift" in meta and (d / "char_table.npy").is_file():
             self._table_args = (mapped("char_table"), np.uint64(meta["char_shift"]))

@@ -219,3 +219,49 @@ def ensemble_logits(  # noqa: PLR0917
                     norm = 1.0
                 acc += z[m, c2] / norm
             out[t, c2] = acc
+
+
+@_jit
+def cnn_pooled(  # noqa: PLR0917
+    cp: Any,
+    offsets: Any,
+    rows: Any,
+    char_ids: Any,
+    proj: Any,
+    conv_bias: Any,
+    out: Any,
+) -> None:
+    """The character CNN's pooled features of texts ``rows`` into ``out`` (n, 2F): for every
+    window ``i`` that touches a character, ``h = relu(conv_bias + Σ_j proj[id[i + j - K + 1],
+    j])`` (ids outside the text are the padding id 0), then the max and the mean of ``h``
+    over the windows (see :mod:`charcnn`). float32 throughout, as the numpy path."""
+    kmax = proj.shape[1]
+    n_f = proj.shape[2]
+    n_table = char_ids.shape[0]
+    h = np.empty(n_f, dtype=np.float32)
+    for r in range(rows.shape[0]):
+        t = rows[r]
+        start = offsets[t]
+        length = offsets[t + 1] - start
+        n_win = length + kmax - 1
+        for f in range(n_f):
+            out[r, f] = np.float32(0.0)
+            out[r, n_f + f] = np.float32(0.0)
+        for i in range(n_win):
+            for f in range(n_f):
+                h[f] = conv_bias[f]
+            for j in range(kmax):
+                p = i + j - (kmax - 1)
+                v = 0
+                if 0 <= p < length:
+                    c = cp[start + p]
+                    v = char_ids[c] if c < n_table else 1
+                for f in range(n_f):
+                    h[f] += proj[v, j, f]
+            for f in range(n_f):
+                x = h[f] if h[f] > np.float32(0.0) else np.float32(0.0)
+                out[r, f] = max(out[r, f], x)
+                out[r, n_f + f] += x
+        scale = np.float32(1.0) / np.float32(n_win)
+        for f in range(n_f):
+            out[r, n_f + f] *= scale

@@ -26,7 +26,9 @@ from typing import Any
 from . import bundle
 from .labels import LABELS
 
-RUNTIME_MODULES = ("labels.py", "textfeat.py", "kernels.py", "inference.py")
+RUNTIME_MODULES = (
+    "labels.py", "textfeat.py", "kernels.py", "charcnn.py", "cascade.py", "inference.py",
+)  # fmt: skip
 PACKAGE_PREFIX = "bluegreen_sentiment_rt_"
 MODEL_ARTIFACT_PATH = "model"
 PRODUCTION_METRIC = "test_macro_f1"

@@ -18,6 +18,8 @@ import numpy.typing as npt
 
 from . import bundle
 from . import data as data_mod
+from .cascade_fit import CascadeConfig, fit_cascade
+from .charcnn_train import CNNConfig
 from .ensemble import StackerConfig, compile_ensemble, fit_stacker
 from .evaluate import (
     ASCII_LABELS,
@@ -31,6 +33,7 @@ from .features import FeatureConfig, build_feature_space
 from .inference import CompiledEnsemble, EnsembleSentimentModel
 from .labels import LABELS
 from .members import FittedMember, MemberConfig, fit_member
+from .progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,12 @@ class ProfileConfig:
     val_fraction: float = 0.1
     max_train_rows: int | None = None
     max_test_rows: int | None = None
+    cnn: CNNConfig | None = None
+    """The accurate tier's character CNN (needs torch: the ``train`` extra); None: fast path
+    only."""
+    cascade: CascadeConfig = attrs.field(factory=CascadeConfig)
+    expected_seconds: dict[str, float] = attrs.field(factory=dict)
+    """Rough stage durations on 2 cores, for the progress log's estimates."""
 
 
 PROFILES: dict[str, ProfileConfig] = {
@@ -95,6 +104,14 @@ PROFILES: dict[str, ProfileConfig] = {
         ),
         stacker=StackerConfig(C=1.0, folds=5),
         val_fraction=0.08,
+        cnn=CNNConfig(dim=32, widths=(2, 3, 4), filters=64, hidden=96, epochs=2, lr=3e-3),
+        expected_seconds={
+            "features": 150.0,
+            "members": 1500.0,
+            "stacker": 30.0,
+            "charcnn": 2400.0,
+            "cascade": 60.0,
+        },
     ),
 }
 
@@ -200,22 +217,33 @@ def _smoke_rows() -> list[tuple[str, str]]:
     return out
 
 
+def _stages(cfg: ProfileConfig) -> list[tuple[str, float]]:
+    names = ["features", "members", "stacker"]
+    if cfg.cnn is not None:
+        names += ["charcnn", "cascade"]
+    return [(n, cfg.expected_seconds.get(n, 60.0)) for n in names]
+
+
 def fit_ensemble(
     train: data_mod.Dataset,
     cfg: ProfileConfig,
     seed: int,
     n_jobs: int = 1,
+    progress: Progress | None = None,
 ) -> tuple[CompiledEnsemble, list[FittedMember], dict[str, Any], dict[str, float]]:
-    """Fit members on train minus a validation split, the stacker on the validation split.
+    """Fit members on train minus a validation split, the stacker on the validation split,
+    and (when the profile has a CNN) the CNN on the fit rows and the cascade on validation.
 
     Returns the compiled ensemble (not yet float32-rounded), the members, params and the
     validation metrics (members: their own; ensemble: out-of-fold stacker predictions).
     """
+    progress = progress or Progress(_stages(cfg))
     fit_idx, val_idx = data_mod.train_val_split(train.labels, cfg.val_fraction, seed)
     fit, val = train.subset(fit_idx), train.subset(val_idx)
     t0 = time.perf_counter()
-    space = build_feature_space(fit.texts, cfg.features)
-    c_fit, c_val = space.counts(fit.texts), space.counts(val.texts)
+    with progress.stage("features"):
+        space = build_feature_space(fit.texts, cfg.features)
+        c_fit, c_val = space.counts(fit.texts), space.counts(val.texts)
     log.info(
         "features: %d char + %d word in %.1fs",
         space.n_char,
@@ -229,19 +257,20 @@ def fit_ensemble(
     def fit_one(mc: MemberConfig) -> FittedMember:
         return fit_member(mc, space, c_fit, fit.labels, seed, ratings=fit.ratings)
 
-    if n_jobs > 1:  # members are independent; scipy/numpy release the GIL in the heavy parts
-        import warnings
-        from concurrent.futures import ThreadPoolExecutor
+    with progress.stage("members"):
+        if n_jobs > 1:  # members are independent; scipy/numpy release the GIL in the heavy parts
+            import warnings
+            from concurrent.futures import ThreadPoolExecutor
 
-        from sklearn.exceptions import ConvergenceWarning
+            from sklearn.exceptions import ConvergenceWarning
 
-        # warnings filters are process-wide: set once here rather than racing the per-call
-        # catch_warnings inside fit_member from several threads.
-        with ThreadPoolExecutor(max_workers=n_jobs) as pool, warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=ConvergenceWarning)
-            fitted = list(pool.map(fit_one, cfg.members))
-    else:
-        fitted = [fit_one(mc) for mc in cfg.members]
+            # warnings filters are process-wide: set once here rather than racing the per-call
+            # catch_warnings inside fit_member from several threads.
+            with ThreadPoolExecutor(max_workers=n_jobs) as pool, warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=ConvergenceWarning)
+                fitted = list(pool.map(fit_one, cfg.members))
+        else:
+            fitted = [fit_one(mc) for mc in cfg.members]
     for mc, fm in zip(cfg.members, fitted, strict=True):
         members.append(fm)
         z = fm.logits(c_val)
@@ -258,7 +287,8 @@ def fit_ensemble(
             fm.fit_seconds,
             metrics[f"member_{mc.name}_val_macro_f1"],
         )
-    stacker = fit_stacker(val_logits, val.labels, cfg.stacker, seed)
+    with progress.stage("stacker"):
+        stacker = fit_stacker(val_logits, val.labels, cfg.stacker, seed)
     for k, v in all_metrics(stacker.oof_logits, val.labels, seed, stacker.binary_offset).items():
         metrics[f"val_{k}"] = v
     metrics["binary_offset"] = stacker.binary_offset
@@ -270,7 +300,72 @@ def fit_ensemble(
         "stacker_prior": json.dumps([round(float(x), 4) for x in stacker.prior]),
     }
     compiled = compile_ensemble(space, members, stacker, meta={"seed": seed})
+    if cfg.cnn is not None:
+        compiled = _fit_accurate_tier(
+            compiled,
+            fit=fit,
+            val=val,
+            cfg=cfg,
+            seed=seed,
+            progress=progress,
+            metrics=metrics,
+            params=params,
+        )
     return compiled, members, params, metrics
+
+
+def _fit_accurate_tier(
+    compiled: CompiledEnsemble,
+    *,
+    fit: data_mod.Dataset,
+    val: data_mod.Dataset,
+    cfg: ProfileConfig,
+    seed: int,
+    progress: Progress,
+    metrics: dict[str, float],
+    params: dict[str, Any],
+) -> CompiledEnsemble:
+    """Train the CNN on the fit rows, then the cascade on the validation rows."""
+    from .charcnn_train import train_charcnn
+    from .inference import _load_kernels
+
+    assert cfg.cnn is not None
+    with progress.stage("charcnn"):
+        trained = train_charcnn(fit.texts, fit.labels, fit.ratings, cfg.cnn, seed,
+                                progress=lambda _s, f, eta: progress.report(f, eta))  # fmt: skip
+    cnn = trained.model
+    cnn.use_kernels(_load_kernels())
+    with progress.stage("cascade"):
+        fast_val = compiled.fast_logits(val.texts)
+        cnn_val = cnn.outputs_of(val.texts).astype(np.float64)
+        cf = fit_cascade(fast_val, cnn_val, val.labels, cnn=cnn, cfg=cfg.cascade, seed=seed)
+    z = cnn_val[:, :3]
+    for k, v in all_metrics(z, val.labels, seed, tune_binary_offset(z, val.labels, seed)).items():
+        metrics[f"member_charcnn_val_{k}"] = v
+    metrics["member_charcnn_binary_offset"] = tune_binary_offset(z, val.labels, seed)
+    metrics["member_charcnn_fit_seconds"] = trained.seconds
+    for point in cf.frontier:
+        tag = f"cascade_share{round(point['share'] * 100):03d}_val"
+        for k in ("macro_f1", "binary_acc", "acc3"):
+            metrics[f"{tag}_{k}"] = point[k]
+    metrics["cascade_share"] = cf.share
+    chosen = next(p for p in cf.frontier if p["share"] == cf.share)
+    for k in ("macro_f1", "binary_acc", "acc3"):
+        metrics[f"val_{k}"] = chosen[k]
+    metrics["val_binary_acc_uncorrected"] = chosen["binary_acc"]
+    metrics["binary_offset"] = 0.0  # the cascade's priors are tuned for the offset-free reading
+    params["cascade_share"] = cf.share
+    params["cascade_threshold"] = cf.tier.threshold
+    params["cascade_frontier"] = json.dumps(
+        [{k: round(v, 4) for k, v in p.items()} for p in cf.frontier]
+    )
+    params.update({f"cnn.{k}": v for k, v in attrs.asdict(cfg.cnn).items()})
+    params.update({f"cascade.{k}": v for k, v in attrs.asdict(cfg.cascade).items()})
+    served = compiled.with_accurate(cf.tier, cf.fast_prior_shift)
+    # Both tiers' priors are tuned for the offset-free reading of the probabilities (what a
+    # client does), so no separate binary offset is shipped or applied in the reports.
+    served.meta["binary_offset"] = 0.0
+    return served
 
 
 def _member_test_metrics(
@@ -286,6 +381,41 @@ def _member_test_metrics(
         name = fm.config.name
         for k, v in all_metrics(fm.logits(counts), test.labels, seed, offsets[name]).items():
             out[f"member_{name}_test_{k}"] = v
+    return out
+
+
+def _cascade_test_metrics(
+    compiled: CompiledEnsemble,
+    test: data_mod.Dataset,
+    seed: int,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+) -> dict[str, float]:
+    """Test figures of the fast path alone, the CNN alone and the cascade at every share of
+    the validation frontier (each share's threshold as chosen on validation)."""
+    from .cascade import margins
+    from .textfeat import code_points
+
+    tier = compiled.accurate
+    assert tier is not None
+    out: dict[str, float] = {}
+    fast = compiled.fast_logits(test.texts)
+    cp, offsets = code_points(test.texts)
+    every = np.arange(len(test), dtype=np.int64)
+    accurate = tier.logits(fast, cp, offsets, every)
+    cnn = tier.cnn.outputs(cp, offsets).astype(np.float64)[:, :3]
+    for k, v in all_metrics(fast, test.labels, seed).items():
+        out[f"fast_test_{k}"] = v
+    offset = metrics.get("member_charcnn_binary_offset", 0.0)
+    for k, v in all_metrics(cnn, test.labels, seed, offset).items():
+        out[f"member_charcnn_test_{k}"] = v
+    m = margins(fast)
+    for point in json.loads(params["cascade_frontier"]):
+        z = np.where((m < point["threshold"])[:, None], accurate, fast)
+        tag = f"cascade_share{round(point['share'] * 100):03d}_test"
+        for k, v in all_metrics(z, test.labels, seed).items():
+            out[f"{tag}_{k}"] = v
+        out[f"{tag}_routed"] = float(np.mean(m < point["threshold"]))
     return out
 
 
@@ -339,7 +469,10 @@ def fit_and_evaluate(
     if n_test is not None and n_test < len(test):
         test = test.subset(data_mod.stratified_sample(test.ratings, n_test, seed + 1))
 
-    compiled, members, params, metrics = fit_ensemble(train, cfg, seed, n_jobs=n_jobs)
+    with Progress(_stages(cfg)) as progress:
+        compiled, members, params, metrics = fit_ensemble(
+            train, cfg, seed, n_jobs=n_jobs, progress=progress
+        )
     train_seconds = time.perf_counter() - t_start
     metrics["train_seconds"] = train_seconds
 
@@ -351,6 +484,8 @@ def fit_and_evaluate(
         metrics[f"test_{k}"] = v
     offsets = {m.config.name: metrics[f"member_{m.config.name}_binary_offset"] for m in members}
     metrics.update(_member_test_metrics(members, served.compiled, test, seed, offsets))
+    if served.compiled.accurate is not None:
+        metrics.update(_cascade_test_metrics(served.compiled, test, seed, params, metrics))
     metrics.update(_time_inference(served, test.texts))
     metrics["artifact_mb"] = sum(p.stat().st_size for p in ens_dir.iterdir()) / 2**20
     smoke = _smoke_rows()
