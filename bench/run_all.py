@@ -38,13 +38,9 @@ from typing import Any
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from bench.wrk import lua_script, run_wrk  # noqa: E402
-from tests.support.models import TestRegistry  # noqa: E402
-from tests.support.servers import (  # noqa: E402
+from bench.wrk import lua_script, run_wrk
+from tests.support.models import TestRegistry
+from tests.support.servers import (
     VENV_BIN,
     AppServer,
     MlflowServer,
@@ -52,6 +48,8 @@ from tests.support.servers import (  # noqa: E402
     free_port,
     wait_http,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 MODEL_NAME = "ensemble-sentiment-model"
 TOKEN = "bench-token"

@@ -37,12 +37,10 @@ from typing import Any
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from tests.support.models import TestRegistry
+from tests.support.servers import AppServer, MlflowServer
 
-from tests.support.models import TestRegistry  # noqa: E402
-from tests.support.servers import AppServer, MlflowServer  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 TOKEN = "swap-under-load-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 from bluegreen.serving.smoke import GOLDEN_SET, ODD_INPUTS
 
 SUPPORT = Path(__file__).resolve().parent
+PYFUNC_MODULE = "pyfunc_models"
 MODEL_NAME = "ensemble-sentiment-model"
 SAFE_TEXTS = [text for text, _ in GOLDEN_SET] + list(ODD_INPUTS)
 """Texts the smoke gate uses; `traffic_*` test models behave on these only."""
@@ -21,6 +24,21 @@ WRONG_SMOKE_SET = (
     ("정말 최악의 영화. 돈이 아깝다", "긍정"),
 )
 """Unambiguous reviews with the opposite label: a smoke set no sensible model passes."""
+
+
+def keyword_sentiment_class() -> Any:
+    """The test pyfunc model's class, imported from its file under the top-level name
+    ``pyfunc_models``: the name its ``code_paths`` copy has in the server, so the pickled model
+    refers to a module the server can import. Loaded by file location, not by a sys.path edit."""
+    module = sys.modules.get(PYFUNC_MODULE)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(PYFUNC_MODULE, SUPPORT / "pyfunc_models.py")
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[PYFUNC_MODULE] = module
+        spec.loader.exec_module(module)
+    return module.KeywordSentiment
 
 
 class TestRegistry:
@@ -43,22 +61,15 @@ class TestRegistry:
 
     def _log(self, config: dict[str, Any]) -> tuple[str, str, str | None]:
         """Log (once per config) and return (source, run_id, model_id)."""
-        import sys
-
         import mlflow
 
         key = repr(sorted(config.items()))
         if key in self._sources:
             return self._sources[key]
-        sys.path.insert(0, str(SUPPORT))
-        try:
-            from pyfunc_models import KeywordSentiment
-        finally:
-            sys.path.remove(str(SUPPORT))
         with mlflow.start_run() as run:
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=KeywordSentiment(),
+                python_model=keyword_sentiment_class()(),
                 code_paths=[str(SUPPORT / "pyfunc_models.py")],
                 pip_requirements=["mlflow", "numpy", "pandas"],
                 model_config=config,
@@ -101,16 +112,9 @@ class TestRegistry:
         import mlflow
 
         sys_path_model = Path(tempfile.mkdtemp()) / "model"
-        import sys
-
-        sys.path.insert(0, str(SUPPORT))
-        try:
-            from pyfunc_models import KeywordSentiment
-        finally:
-            sys.path.remove(str(SUPPORT))
         mlflow.pyfunc.save_model(
             str(sys_path_model),
-            python_model=KeywordSentiment(),
+            python_model=keyword_sentiment_class()(),
             code_paths=[str(SUPPORT / "pyfunc_models.py")],
             pip_requirements=["mlflow"],
         )
