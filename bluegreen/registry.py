@@ -274,13 +274,13 @@ class Registry:
 
     def restore_alias(self, good_version: int, rejected_version: int) -> None:
         """Point the alias back at a servable version, recording what was rejected."""
+        self.set_alias(
+            good_version, who="bluegreen", why=f"version {rejected_version} was rejected"
+        )
         self._call(
             self._client.set_model_version_tag,
             self.model_name, str(good_version), ALIAS_RESTORED_TAG, str(rejected_version),
         )  # fmt: skip
-        self.set_alias(
-            good_version, who="bluegreen", why=f"version {rejected_version} was rejected"
-        )
 
 
 def _seq_of(key: str) -> int:

@@ -62,7 +62,7 @@ class AdminActions:
     async def _deploy_vetted(self, target: Target, why: str) -> DeployResult:
         self.manager.cancel_load(target.version, why)
         result = await self.manager.deploy(self.controller.ref(target), canary=False)
-        await self.controller.process_events()  # a rejection is tagged before we answer
+        await self.controller.handle_all(result)  # a rejection is tagged before we answer
         if result.outcome is Outcome.REJECTED:
             raise VersionRejected(
                 f"version {target.version} failed {result.stage}: {result.reason}"

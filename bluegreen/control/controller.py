@@ -136,7 +136,6 @@ class Controller:
         desired = Desired(target, rejected, self.history, view.alias_version)
         action = plan(desired, self.view())
         result = await self._apply(action, target)
-        await self.process_events()
         self.last_result = result
         event(log, "registry.poll", status=result.status.value, version=result.version,
               source=result.source, detail=result.detail,
@@ -193,6 +192,7 @@ class Controller:
             )
         if isinstance(action, Deploy):
             result = await self._deploy_watching(self.ref(target), canary=action.canary)
+            await self.handle_all(result)
             if result.outcome is Outcome.PROMOTED:
                 await self._record_follow(target)
             return self._from_deploy(result, source)
@@ -213,6 +213,7 @@ class Controller:
                 f"{action.reason}; version {action.version} no longer exists",
             )  # fmt: skip
         result = await self.manager.deploy(self.ref(good), canary=False)
+        await self.handle_all(result)
         if result.outcome not in {Outcome.PROMOTED, Outcome.UNCHANGED}:
             return self._from_deploy(result, "repair")
         detail = f"version {bad} is rejected ({action.reason}); serving {action.version}"
@@ -227,12 +228,15 @@ class Controller:
             detail += f"; alias not moved yet: {str(exc)[:200]}"
         return ReconcileResult(ReconcileStatus.REPAIRED, action.version, source, detail)
 
-    async def _move_off_rejected(self, bad: int, reason: str, good: int) -> None:
+    async def _move_off_rejected(
+        self, bad: int, reason: str, good: int, view: ControlView | None = None
+    ) -> None:
         """History entry first, then the alias: if the alias move is lost, the replayed
         history still ends where the alias is (see `history.replay`)."""
         await self.record(
             history.Entry(good, bad, history.Action.REPAIR, SYSTEM,
                           f"version {bad} rejected: {reason}", time.time()),
+            view=view,
         )  # fmt: skip
         await self.calls(self.registry.restore_alias, good, bad)
         event(log, "registry.alias.repaired", version=good, rejected_version=bad)
@@ -256,14 +260,21 @@ class Controller:
                   error=str(exc)[:300])  # fmt: skip
 
     async def record(
-        self, entry: history.Entry, *, unless_top: bool = False, only_if_alias: bool = False
+        self,
+        entry: history.Entry,
+        *,
+        unless_top: bool = False,
+        only_if_alias: bool = False,
+        view: ControlView | None = None,
     ) -> bool:
         """Append a history entry (read fresh first). With `unless_top`, nothing is written
         when the log already ends on the entry's version: several processes that follow the
         same alias move leave one entry, not one each. With `only_if_alias`, nothing is
         written unless the alias still names it: a process that finishes a slow load after
-        the fleet moved on (a rollback meanwhile) must not log a step forward."""
-        view = await self.calls(self.registry.control_view)
+        the fleet moved on (a rollback meanwhile) must not log a step forward. `view`: one
+        just read, to save the call."""
+        if view is None:
+            view = await self.calls(self.registry.control_view)
         current = history.parse(view.history)
         stale = only_if_alias and view.alias_version != entry.version
         if stale or (unless_top and history.top(current) == entry.version):
@@ -349,20 +360,16 @@ class Controller:
         metrics.REGISTRY_POLLS.labels("error").inc()
         event(log, "registry.poll.failed", logging.WARNING, error=self.last_error)
 
-    # --- manager events (rejections, canary verdicts), handled with no manager lock held ---
-    async def process_events(self) -> None:
-        """Handle every event already queued (a reconcile's own rejection is tagged before
-        the reconcile returns)."""
-        while True:
-            try:
-                item = self.manager.events.get_nowait()
-            except asyncio.QueueEmpty:
-                return
+    # --- manager events (rejections, canary verdicts), handled with no manager lock held -
+    async def handle_all(self, result: DeployResult) -> None:
+        """The events a deploy returned (its rejection), with the manager's lock released."""
+        for item in result.events:
             await self.handle(item)
 
     async def _drain_events(self) -> None:
+        events = self.manager.events
         while True:
-            item = await self.manager.events.get()
+            item = await events.get()
             try:
                 await self.handle(item)
             except Exception as exc:  # one bad event must not stop the others being recorded
@@ -382,6 +389,7 @@ class Controller:
         try:
             await self.calls(self.registry.tag_rejected, ref.version, why)
             self.rejected.pop(ref.version, None)  # the registry holds it now
+            # Read after the tag, not before: an admin may have moved the alias meanwhile.
             view = await self.calls(self.registry.control_view)
             self.history = history.parse(view.history)
             if view.alias_version == ref.version:
@@ -391,7 +399,7 @@ class Controller:
                 good = history.last_good(self.history, ref.version, {ref.version: why})
                 good = good if good is not None else live
                 if good is not None and good != ref.version:
-                    await self._move_off_rejected(ref.version, why, good)
+                    await self._move_off_rejected(ref.version, why, good, view)
         except (RegistryUnavailable, UnknownVersion) as exc:
             event(log, "registry.tag.failed", logging.WARNING, version=ref.version,
                   error=str(exc)[:300])  # fmt: skip

@@ -46,12 +46,35 @@ class Outcome(enum.StrEnum):
 
 
 @attrs.frozen
+class Rejected:
+    """A version failed load, verification, smoke or its canary and no longer serves here."""
+
+    ref: ModelRef
+    reason: str
+    stage: str
+
+
+@attrs.frozen
+class CanaryPassed:
+    ref: ModelRef
+    reason: str
+
+
+ManagerEvent = Rejected | CanaryPassed
+"""What the manager tells the control layer, which it never calls into: a deploy returns its
+events in its `DeployResult`; a background canary verdict goes on `SlotManager.events`. The
+controller writes registry tags for them with the manager's lock released (serving never
+calls MLflow)."""
+
+
+@attrs.frozen
 class DeployResult:
     outcome: Outcome
     version: int | None
     reason: str = ""
     stage: str = ""
     """Where a rejection happened: load, smoke or canary."""
+    events: tuple[ManagerEvent, ...] = ()
 
 
 class TransientLoadError(Exception):
@@ -87,27 +110,6 @@ class LagProbe(Protocol):
     def open_window(self) -> None: ...
 
     def close_window(self) -> float | None: ...
-
-
-@attrs.frozen
-class Rejected:
-    """A version failed load, verification, smoke or its canary and no longer serves here."""
-
-    ref: ModelRef
-    reason: str
-    stage: str
-
-
-@attrs.frozen
-class CanaryPassed:
-    ref: ModelRef
-    reason: str
-
-
-ManagerEvent = Rejected | CanaryPassed
-"""What the manager tells the control layer. The manager never calls into the control layer:
-it puts events on `SlotManager.events` after the change is made, and the controller drains
-them and writes registry tags with the manager's lock released (serving never calls MLflow)."""
 
 
 @attrs.frozen
@@ -148,7 +150,7 @@ class SlotManager:
         self._loader = loader
         self._load_executor = load_executor
         self.events: asyncio.Queue[ManagerEvent] = asyncio.Queue()
-        """Rejections and canary passes, in order, for the controller to record."""
+        """Background canary verdicts (rejections, passes), in order, for the controller."""
         self._lock = asyncio.Lock()
         self._drains: dict[str, asyncio.Task[None]] = {}
         self._canary_task: asyncio.Task[None] | None = None
@@ -407,8 +409,9 @@ class SlotManager:
         metrics.MODEL_LAST_FAILURE_TIMESTAMP.labels(self.config.model_name).set(time.time())
         event(log, "model.rejected", logging.ERROR, version=ref.version, slot=slot.name,
               stage=stage, reason=reason)  # fmt: skip
-        self.events.put_nowait(Rejected(ref, reason, stage))
-        return DeployResult(Outcome.REJECTED, ref.version, reason, stage)
+        return DeployResult(
+            Outcome.REJECTED, ref.version, reason, stage, (Rejected(ref, reason, stage),)
+        )
 
     # --- promote / drain / free ------------------------------------------------------------
     def _promote(self, slot: Slot, *, reason: str) -> None:
@@ -559,7 +562,8 @@ class SlotManager:
                         time.time()
                     )
                     await self._end_candidate(slot, reason=verdict.reason)
-                    self._reject(slot, ref, verdict.reason, "canary")
+                    for item in self._reject(slot, ref, verdict.reason, "canary").events:
+                        self.events.put_nowait(item)
             return
 
     async def _end_candidate(self, slot: Slot, *, reason: str) -> None:

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from bluegreen.serving.canary import CanaryPolicy
-from bluegreen.serving.lifecycle import LoadRefused, Outcome, SlotManager, TransientLoadError
+from bluegreen.serving.lifecycle import (
+    DeployResult,
+    LoadRefused,
+    Outcome,
+    Rejected,
+    SlotManager,
+    TransientLoadError,
+)
 from bluegreen.serving.slot import Slot, SlotState
 from tests.fakes import BrokenModel, FakeLoader, RecordingListener, SwitchableModel
 from tests.unit.helpers import ManagerFactory, eventually, metric, ref
@@ -18,6 +25,11 @@ from tests.unit.helpers import ManagerFactory, eventually, metric, ref
 FAST_CANARY = CanaryPolicy(
     min_requests=5, min_seconds=0.0, max_seconds=60.0, fast_fail_min_requests=5
 )
+
+
+def rejections(result: DeployResult) -> list[tuple[int, str, str]]:
+    """The rejections a deploy returned (the manager returns them, it never calls out)."""
+    return [(e.ref.version, e.reason, e.stage) for e in result.events if isinstance(e, Rejected)]
 
 
 def model_probe(slot: Slot) -> weakref.ref[Any]:
@@ -192,7 +204,8 @@ async def test_load_exception_rejects_and_keeps_live(
     assert idle.last_failure is not None
     assert "version 2 load" in idle.last_failure
     assert manager.last_failure == idle.last_failure
-    assert listener.rejected == [(2, result.reason, "load")]
+    assert rejections(result) == [(2, result.reason, "load")]
+    assert listener.rejected == []  # returned with the result, not queued
     after = metric("bluegreen_model_load_failures_total", model=name, reason="load_error")
     assert after == before + 1
     assert metric("model_load_success_total", model=name) == 1
@@ -207,7 +220,7 @@ async def test_first_load_failure_leaves_nothing_live(
     assert result.outcome is Outcome.REJECTED
     assert manager.live is None
     assert all(s.state is SlotState.EMPTY for s in manager.slots)
-    assert [r[2] for r in listener.rejected] == ["load"]
+    assert [r[2] for r in rejections(result)] == ["load"]
 
 
 async def test_transient_load_error_is_not_a_rejection(
@@ -218,6 +231,7 @@ async def test_transient_load_error_is_not_a_rejection(
     loader.failures[2] = TransientLoadError("registry unreachable")
     result = await manager.deploy(ref(2))
     assert result.outcome is Outcome.TRANSIENT
+    assert result.events == ()
     assert listener.rejected == []
     assert manager.live is not None
     assert manager.live.version == 1
@@ -233,7 +247,7 @@ async def test_load_timeout_is_transient_and_aborts_the_loader(
     result = await manager.deploy(ref(1))
     assert result.outcome is Outcome.TRANSIENT
     assert "load exceeded 0.05s" in result.reason
-    assert listener.rejected == []  # a slow load says nothing about the version
+    assert result.events == ()  # a slow load says nothing about the version
     assert loader.aborts == 1
     assert manager.live is None
     assert manager.slots[0].state is SlotState.EMPTY
@@ -277,7 +291,7 @@ async def test_a_refused_load_is_rejected_at_its_stage(
     result = await manager.deploy(ref(2))
     assert result.outcome is Outcome.REJECTED
     assert result.stage == stage
-    assert [(v, s) for v, _, s in listener.rejected] == [(2, stage)]
+    assert [(v, s) for v, _, s in rejections(result)] == [(2, stage)]
     assert manager.live is not None
     assert manager.live.version == 1
     after = metric("bluegreen_model_load_failures_total", model=name, reason=stage)
@@ -304,7 +318,7 @@ async def test_smoke_failure_rejects_and_keeps_live(
     assert live.version == 1
     assert other(manager, live).state is SlotState.EMPTY
     assert other(manager, live).model is None
-    assert listener.rejected == [(2, result.reason, "smoke")]
+    assert rejections(result) == [(2, result.reason, "smoke")]
     assert metric("bluegreen_model_load_failures_total", model=name, reason="smoke_failed") == 1
 
 
