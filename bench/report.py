@@ -196,6 +196,10 @@ def write_report(results: dict[str, Any], out: Path, target: Path) -> None:
         lines += _tracing_section(tracing)
     if v2:
         lines += _v2_section(v2)
+    if fleet:
+        from bench.fleet import section
+
+        lines += section(fleet)
     if t:
         lines += _limits_section(t, results.get("model_costs"))
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -14,6 +14,8 @@
 8. Tracing: /predict with OpenTelemetry tracing on vs off (bench/tracing_overhead.py).
 9. Open Inference Protocol: V2 infer vs /predict and /predict/batch on one server, repeated and
    unseen texts (bench/v2_throughput.py).
+10. Fleet: 3 replicas x 2 workers behind HAProxy under load; seconds from an alias move (and
+   rollbacks, a canary, a restart) until each process serves the version (bench/fleet.py).
 
 The model is the real ensemble when `bluegreen.model.bootstrap_default_model` exists (trained
 once into a registry cached under results/bench-cache/), else the small keyword test model.
@@ -796,7 +798,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["throughput", "swap", "memory", "model", "edge", "tracing", "v2"],
+        choices=["throughput", "swap", "memory", "model", "edge", "tracing", "v2", "fleet"],
     )
     parser.add_argument("--duration", type=float, help="seconds per wrk run")
     parser.add_argument("--swaps", type=int, help="swaps for the memory benchmark")
@@ -819,7 +821,9 @@ def main(argv: list[str] | None = None) -> int:
         write_report(saved, args.report_only, args.write)
         log(f"wrote {args.write}")
         return 0
-    parts = set(args.only or ["throughput", "swap", "memory", "model", "edge", "tracing", "v2"])
+    parts = set(
+        args.only or ["throughput", "swap", "memory", "model", "edge", "tracing", "v2", "fleet"]
+    )
     out = args.out or REPO / "results" / "bench" / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     duration = args.duration or (4.0 if args.quick else 15.0)
@@ -882,6 +886,15 @@ def main(argv: list[str] | None = None) -> int:
             results["v2_throughput"] = v2_throughput.run(
                 out, model.url, v2_env, texts(), duration=duration, rounds=2 * rounds, log=log
             )
+        if "fleet" in parts:
+            log("10. fleet convergence behind HAProxy")
+            from bench import fleet
+
+            assert model.source is not None
+            results["fleet"] = fleet.run(
+                out, model.url, model.source, trust_code=trust_code(model), model=model.kind,
+                log=log,
+            )  # fmt: skip
         full_size = model.kind == "ensemble"
         if "memory" in parts:
             log(f"4. memory over {swaps} swaps")
