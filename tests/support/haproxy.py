@@ -24,6 +24,10 @@ has a reason:
     two steps instead of one. Admin calls go on their own client connection, so HAProxy
     (`http-reuse safe`) sends them on a fresh server connection, never on an idle one that
     the replica may be closing.
+  - `option http-buffer-request`: HAProxy holds the whole request before it picks a
+    replica. Without it, it cannot replay a POST whose body was still arriving, and the
+    503s of a restarted replica's still-loading worker reached clients. It also keeps
+    slow-body clients off the replicas.
   - Not retried: `response-timeout` (a slow prediction replayed on every replica multiplies
     the load that made it slow) and 500/502/504 (the work was attempted; a replay would
     repeat a failure or double a timeout).
@@ -93,6 +97,7 @@ def render_config(port: int, servers: Sequence[tuple[str, int]], stats_socket: P
         "    option httplog",
         "    option dontlog-normal",
         "    option forwardfor",
+        "    option http-buffer-request",
         "    timeout connect 1s",
         "    timeout client 30s",
         f"    timeout server {APP_REQUEST_TIMEOUT_S + 5}s",
