@@ -76,7 +76,10 @@ APP_REQUEST_TIMEOUT_S = 10  # the app's default BLUEGREEN_REQUEST_TIMEOUT_S
 def haproxy_binary() -> str | None:
     """The haproxy executable, or None. Debian installs it in /usr/sbin, which is not on a
     normal user's PATH."""
-    found = os.environ.get("HAPROXY_BIN") or shutil.which("haproxy")
+    chosen = os.environ.get("HAPROXY_BIN")
+    if chosen:
+        return chosen if os.access(chosen, os.X_OK) else None
+    found = shutil.which("haproxy")
     if found:
         return found
     return "/usr/sbin/haproxy" if os.access("/usr/sbin/haproxy", os.X_OK) else None

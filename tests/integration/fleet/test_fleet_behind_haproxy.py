@@ -22,7 +22,14 @@ from tests.support.haproxy import haproxy_binary
 from tests.support.models import TestRegistry
 from tests.support.servers import REPO, MlflowServer
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        haproxy_binary() is None,
+        reason="haproxy is not installed (Debian package haproxy: `just setup-system`)",
+    ),
+]
 
 PUBLISHED = REPO / "bench" / "results" / "fleet_convergence.json"
 CONTROL_INTERVAL_S = 1.0
@@ -30,8 +37,6 @@ CONTROL_INTERVAL_S = 1.0
 
 @pytest.fixture
 def fleet(tmp_path: Path, mlflow_server: MlflowServer, registry: TestRegistry) -> Iterator[Fleet]:
-    if haproxy_binary() is None:
-        pytest.skip("haproxy is not installed (Debian package haproxy: `just setup-system`)")
     registry.register("good")  # v1, named by the alias before the fleet starts
     with running_fleet(
         tmp_path / "fleet", mlflow_server.url, registry.model_name,
