@@ -7,9 +7,12 @@ Sources (one of):
   --synthetic          a full-size ensemble (600k char + 300k word features) with random
                        weights built from the shipped sample: cost does not depend on weights
 
-Measures single-text latency of the fast path (median / p99 over distinct texts, so the LRU
+Measures single-text latency of the served path (median / p99 over distinct texts, so the LRU
 cache never hits; cached latency separately), the pyfunc DataFrame path (``--model-uri``), and
-batched throughput. Prints a markdown table.
+batched throughput. A model with an accurate tier is measured as it serves (the cascade); with
+``--shares 0,0.2,0.5`` also with the tier routing each share of the measured texts (the
+quality/cost frontier's cost side). ``--synthetic-tier`` gives the synthetic model a random
+tier of the full profile's CNN size. Prints a markdown table.
 
     python bench/model_bench.py --tracking-uri sqlite:///db \\
         --model-uri models:/ensemble-sentiment-model/1
@@ -106,6 +109,71 @@ def synthetic(seed: int = 0) -> Any:
     )  # fmt: skip
 
 
+def synthetic_tier(compiled: Any, share: float, seed: int = 0) -> Any:
+    """``compiled`` with a random accurate tier of the full profile's CNN size that routes
+    ``share`` of the benchmark texts."""
+    import numpy as np
+
+    from bluegreen.model.cascade import AccurateTier
+    from bluegreen.model.charcnn import CharCNN, char_vocabulary
+    from bluegreen.model.training import PROFILES
+
+    cfg = PROFILES["full"].cnn
+    assert cfg is not None
+    rng = np.random.default_rng(seed)
+    table, n_vocab = char_vocabulary(_read_texts(_data_dir() / "nsmc_sample_train.tsv.gz"), 1,
+                                     cfg.vocab_max)  # fmt: skip
+    k, n_f, n_h = max(cfg.widths), cfg.filters * len(cfg.widths), cfg.hidden
+    cnn = CharCNN(
+        char_ids=table, proj=rng.normal(size=(n_vocab, k, n_f)) * 0.1,
+        conv_bias=np.zeros(n_f), hidden_w=rng.normal(size=(2 * n_f, n_h)) * 0.1,
+        hidden_b=np.zeros(n_h), head_w=rng.normal(size=(n_h, 4)), head_b=np.zeros(4),
+        thresholds=np.linspace(-2, 2, 9),
+    )  # fmt: skip
+    tier = AccurateTier(cnn, fast_w=np.eye(3), hidden_w=rng.normal(size=(n_h, 3)) * 0.1,
+                        bias=np.zeros(3), threshold=0.0)  # fmt: skip
+    return _routing(compiled.with_accurate(tier), share)
+
+
+def _routing(compiled: Any, share: float) -> Any:
+    """``compiled`` with its tier's threshold set to route ``share`` of the benchmark texts."""
+    import numpy as np
+
+    from bluegreen.model.cascade import margins
+    from bluegreen.model.cascade_fit import with_threshold
+
+    m = margins(compiled.fast_logits(_texts(3000)))
+    thr = 0.0 if share <= 0 else 2.0 if share >= 1 else float(np.quantile(m, share))
+    return compiled.with_accurate(with_threshold(compiled.accurate, thr, share))
+
+
+def _share_rows(pm: Any, shares: list[float], texts: list[str], batch: int) -> list[Any]:
+    """Kernel path, single median and batched texts/s, with the tier routing each share."""
+    from bluegreen.model.cascade import margins
+    from bluegreen.model.inference import EnsembleSentimentModel
+
+    out = []
+    for share in shares:
+        model = EnsembleSentimentModel(_routing(pm.compiled, share), cache_size=0)
+        routed = float(
+            (margins(model.compiled.fast_logits(texts)) < model.compiled.accurate.threshold).mean()
+        )
+        for t in texts[-200:]:
+            model.predict_texts([t])
+        single = []
+        for t in texts[:2000]:
+            t1 = time.perf_counter()
+            model.predict_texts([t])
+            single.append(time.perf_counter() - t1)
+        t1 = time.perf_counter()
+        for i in range(0, len(texts), batch):
+            model.predict_texts(texts[i : i + batch])
+        rate = len(texts) / (time.perf_counter() - t1)
+        out.append((f"cascade, share {share:.2f} (routed {routed:.2f}): single median / batched",
+                    f"{statistics.median(single) * US:.0f} µs · {rate:,.0f} texts/s"))  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -119,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--single", type=int, default=3000, help="single-text calls")
     ap.add_argument("--batch", type=int, default=1000, help="batch size")
     ap.add_argument("--batch-texts", type=int, default=20000, help="texts through the batch path")
+    ap.add_argument("--shares", default="", help="comma-separated tier shares to measure too")
+    ap.add_argument(
+        "--synthetic-tier", type=float, default=None, help="(--synthetic) add a random tier"
+    )
     args = ap.parse_args(argv)
 
     if hasattr(os, "sched_setaffinity"):
@@ -163,9 +235,18 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             compiled = synthetic()
+            if args.synthetic_tier is not None:
+                compiled = synthetic_tier(compiled, args.synthetic_tier)
         rows.append(("load / build", f"{time.perf_counter() - t0:.2f} s"))
         pm = EnsembleSentimentModel(compiled)
     rows.append(("features", f"{pm.compiled.n_features:,}"))
+    tier = pm.compiled.accurate
+    if tier is not None:
+        from bluegreen.model.cascade import margins
+
+        routed = margins(pm.compiled.fast_logits(_texts(3000))) < tier.threshold
+        rows.append(("accurate tier: share routed (these texts) / chosen on validation",
+                     f"{routed.mean():.2f} / {tier.meta.get('share', float('nan'))}"))  # fmt: skip
 
     texts = _texts(200 + max(args.single, args.batch_texts))
     models = {"kernel": pm, "numpy": pm}
@@ -233,11 +314,11 @@ def main(argv: list[str] | None = None) -> int:
 
     rows += [
         (
-            "single text, fast path, median",
+            "single text, served path, median",
             by_path("{:.0f} µs", {p: statistics.median(v) * US for p, v in single.items()}),
         ),
         (
-            "single text, fast path, p99",
+            "single text, served path, p99",
             by_path("{:.0f} µs", {p: _pct(v, 0.99) * US for p, v in single.items()}),
         ),
         ("single text, LRU-cached, median", f"{statistics.median(cached) * US:.1f} µs"),
@@ -260,6 +341,11 @@ def main(argv: list[str] | None = None) -> int:
             by_path("{:,.0f}", {p: len(batch_texts) / t for p, t in batch_time.items()}, "higher"),
         )
     )
+
+    if args.shares and tier is not None:
+        shares = [float(s) for s in args.shares.split(",")]
+        pm.compiled.use_kernels(True)
+        rows += _share_rows(pm, shares, batch_texts, args.batch)
 
     print("| measure (1 core) | value |\n|---|---|")
     for k, v in rows:

@@ -41,6 +41,8 @@ class CascadeConfig:
     """The cost budget: at most this share of texts go to the accurate tier."""
     tolerance: float = 0.002
     """The chosen share's score may be this far below routing every text."""
+    share: float | None = None
+    """A fixed share (one of :data:`SHARES`) instead of the chosen one."""
     retune_fast_prior: bool = True
     """Tune the fast path's class priors for the same joint objective (its stacker tuned them
     for macro-F1 alone)."""
@@ -125,6 +127,8 @@ def fit_cascade(
     affordable = [f for f in frontier if f["share"] <= cfg.max_share + 1e-9]
     good = [f for f in affordable if f["score"] >= full - cfg.tolerance]
     chosen = good[0] if good else max(affordable, key=lambda f: f["score"])
+    if cfg.share is not None:
+        chosen = min(frontier, key=lambda f: abs(f["share"] - float(cfg.share or 0.0)))
     tier = AccurateTier(
         cnn, fast_w=fast_w, hidden_w=hidden_w, bias=bias, threshold=chosen["threshold"],
         meta={"share": chosen["share"], "prior": [float(v) for v in prior]},

@@ -46,6 +46,7 @@ print(json.dumps({
     "labels": list(python_model.labels),
     "module": type(python_model).__module__,
     "bluegreen_loaded": "bluegreen" in sys.modules,
+    "tier": getattr(python_model.compiled, "accurate", None) is not None,
 }, ensure_ascii=False))
 """
 
@@ -110,6 +111,40 @@ def test_train_register_and_load_in_fresh_process(
             assert all(abs(a - b) < 1e-6 for a, b in zip(row_p, row_f, strict=True))
         assert got["fast"][0][2] > got["fast"][0][0]  # clear positive beats negative
         assert got["fast"][1][0] > got["fast"][1][2]
+
+
+def test_a_cascade_model_serves_its_accurate_tier_from_plain_pyfunc(
+    mlflow_server, model_name: str, small_files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The full profile's shape (CNN + cascade), trained small: plain ``mlflow.pyfunc`` in a
+    process without bluegreen returns the cascade, not the fast path alone."""
+    pytest.importorskip("torch")
+    import attrs
+    import mlflow.pyfunc
+
+    from bluegreen.model import train_and_log, training
+    from bluegreen.model.cascade_fit import CascadeConfig
+    from bluegreen.model.charcnn_train import CNNConfig
+
+    cnn = CNNConfig(dim=8, widths=(2, 3), filters=8, hidden=8, epochs=1, threads=1)
+    profile = attrs.evolve(training.PROFILES["small"], cnn=cnn,
+                           cascade=CascadeConfig(folds=3, share=0.5))  # fmt: skip
+    monkeypatch.setitem(training.PROFILES, "small", profile)
+    result = train_and_log(small_files, seed=1, tracking_uri=mlflow_server.url, register=True,
+                           model_name=model_name, profile="small")  # fmt: skip
+    assert result.metrics["cascade_share"] == 0.5
+    uri = f"models:/{model_name}/{result.version}"
+    got = _load_in_fresh_process(uri, mlflow_server.url, "without-bluegreen", tmp_path)
+    assert got["tier"] is True
+    texts = ["정말 최고의 영화 강력 추천", "최악이다 돈 아까워", "", "🙂"]
+    here = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    tier = here.compiled.accurate
+    assert tier is not None
+    assert tier.threshold > 0.0
+    expected = here.predict_texts(texts)
+    for row_p, row_f, row_e in zip(got["pyfunc"], got["fast"], expected, strict=True):
+        assert all(abs(a - b) < 1e-6 for a, b in zip(row_p, row_f, strict=True))
+        assert all(abs(a - b) < 1e-6 for a, b in zip(row_p, row_e, strict=True))
 
 
 @pytest.mark.slow
