@@ -83,15 +83,19 @@ class HealthBody(msgspec.Struct, omit_defaults=True):
     reason: str | None = None
 
 
+MAX_VERSION = 2**31 - 1
+"""MLflow keeps version numbers in a 32-bit column: past it the registry answers 500."""
+Version = Annotated[
+    int, msgspec.Meta(ge=1, le=MAX_VERSION, description="A registered version of the model")
+]
+
+
 class PromoteRequest(msgspec.Struct, forbid_unknown_fields=True):
-    version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    version: Version | None = None
 
 
 class CanaryRequest(msgspec.Struct, forbid_unknown_fields=True):
     percent: Annotated[float, msgspec.Meta(ge=0, le=100)]
-
-
-Version = Annotated[int, msgspec.Meta(ge=1, description="A registered version of the model")]
 
 
 class RejectRequest(msgspec.Struct, forbid_unknown_fields=True):
