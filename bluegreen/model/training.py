@@ -182,6 +182,19 @@ def _model_card(
         "sample tuned on the validation split; uncorrected (offset 0) figures are logged as "
         "`*_binary_acc_uncorrected`.",
         "",
+    ]
+    if "cascade_share" in metrics:
+        rows.insert(1, "charcnn")
+        lines += [
+            f"- accurate tier: a syllable CNN (`charcnn`) and a second stacker over the fast "
+            f"logits and the CNN's class and ordinal-rating outputs; the "
+            f"{metrics['cascade_share']:.0%} of texts (on validation) with the smallest fast "
+            f"top-two margin are scored by it (`cascade.py`). Fast path alone on test: "
+            f"macro-F1 {metrics.get('fast_test_macro_f1', float('nan')):.4f}, binary "
+            f"{metrics.get('fast_test_binary_acc', float('nan')):.4f}.",
+        ]
+    lines += [
+        "",
         "| model | test macro-F1 | test acc (3-class) | binary acc (NSMC-style) | val macro-F1 |",
         "|---|---|---|---|---|",
     ]
