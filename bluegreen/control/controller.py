@@ -17,6 +17,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
@@ -425,7 +426,7 @@ class Controller:
         self._wake.set()
 
     @contextlib.asynccontextmanager
-    async def hold(self) -> Any:
+    async def hold(self) -> AsyncIterator[None]:
         """While an admin action changes the local version and then the alias, the loop does
         not reconcile: it would see the old alias and undo the change in between."""
         self._holds += 1
