@@ -6,8 +6,6 @@ failing a request, each worker process within the control interval plus one load
 from __future__ import annotations
 
 import json
-import platform
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from tests.support.fleet import (
 )
 from tests.support.haproxy import haproxy_binary
 from tests.support.models import TestRegistry
-from tests.support.servers import REPO, MlflowServer
+from tests.support.servers import MlflowServer
 
 pytestmark = [
     pytest.mark.integration,
@@ -31,7 +29,6 @@ pytestmark = [
     ),
 ]
 
-PUBLISHED = REPO / "bench" / "results" / "fleet_convergence.json"
 CONTROL_INTERVAL_S = 1.0
 
 
@@ -95,22 +92,3 @@ def test_fleet_follows_alias_canary_rollbacks_and_a_restart_without_failing_a_re
     )
     assert registry.alias_version() == v1
     assert {v1, v2, v3} <= {int(v) for v in summary["versions_seen"]}
-
-    PUBLISHED.parent.mkdir(parents=True, exist_ok=True)
-    PUBLISHED.write_text(
-        json.dumps(
-            {
-                "measured_by": "tests/integration/fleet/test_fleet_behind_haproxy.py",
-                "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-                "machine": f"{platform.machine()}, Python {platform.python_version()}",
-                "replicas": len(fleet.replicas),
-                "workers_per_replica": fleet.replicas[0].workers,
-                "control_interval_s": CONTROL_INTERVAL_S,
-                "model": "keyword test model (tests/support/pyfunc_models.py)",
-                **summary,
-            },
-            indent=2,
-            ensure_ascii=False,
-        )
-        + "\n"
-    )
