@@ -92,6 +92,10 @@ loadtest-swap *ARGS: setup-dev
 bench *ARGS: setup-system setup-dev
     PATH="{{justfile_directory()}}/{{venv}}/bin:$PATH" {{py}} -m bench.run_all {{ARGS}}
 
+# regenerate the README's settings reference from bluegreen/settings.py
+settings-doc: setup-dev
+    {{py}} -m tests.support.settings_doc README.md
+
 # regenerate the Grafana dashboard JSON from dashboards/build_dashboard.py
 dashboards: setup-dev
     {{py}} dashboards/build_dashboard.py

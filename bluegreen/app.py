@@ -68,14 +68,14 @@ def create_app(
     loader_factory: LoaderFactory = registry_loader,
 ) -> Litestar:
     settings = settings or Settings.from_env()
-    configure_logging(settings.log_level)
-    configure_mlflow_client_env(settings.effective_tracking_uri, settings.registry_timeout_s)
+    configure_logging(settings.observability.log_level)
+    configure_mlflow_client_env(settings.effective_tracking_uri, settings.registry.timeout_s)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         metrics.sweep_dead_processes()
-        metrics.initialize(settings.model_name)
-        if settings.tracing:
+        metrics.initialize(settings.registry.model_name)
+        if settings.observability.tracing:
             tracing.enable()
         runtime = Runtime.build(settings, registry, loader_factory)
         app.state.runtime = runtime
@@ -94,9 +94,10 @@ def create_app(
         runtime.tasks.append(asyncio.create_task(runtime.lag_probe.run()))
         runtime.tasks.append(asyncio.create_task(runtime.controller.run()))
         runtime.tasks.append(asyncio.create_task(_sample_process(PROCESS_SAMPLE_INTERVAL_S)))
-        event(log, "app.started", model=settings.model_name, alias=settings.model_alias,
-              registry=_redact(settings.effective_tracking_uri), admin=settings.admin_enabled,
-              canary_percent=settings.canary_percent)  # fmt: skip
+        event(log, "app.started", model=settings.registry.model_name,
+              alias=settings.registry.model_alias,
+              registry=_redact(settings.effective_tracking_uri), admin=settings.admin.enabled,
+              canary_percent=settings.canary.percent)  # fmt: skip
         try:
             yield
         finally:
@@ -120,7 +121,7 @@ def create_app(
         state=State(
             {
                 "admin_throttle": FailureThrottle(
-                    settings.admin_auth_max_failures, settings.admin_auth_window_s
+                    settings.admin.auth_max_failures, settings.admin.auth_window_s
                 ),
                 "webhook_deliveries": DeliveryLog(settings.state_dir / "webhook-deliveries"),
             }
@@ -128,11 +129,11 @@ def create_app(
         plugins=[strict_struct_schema_plugin()],
         middleware=[
             metrics.http_metrics_config().middleware,
-            DefineMiddleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s),
+            DefineMiddleware(BodyTimeoutMiddleware, timeout_s=settings.limits.body_timeout_s),
         ],
         exception_handlers=oip_on_v2_paths(EXCEPTION_HANDLERS),
         response_headers=[REQUEST_ID_HEADER],
-        request_max_body_size=settings.max_body_bytes,
+        request_max_body_size=settings.limits.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="bluegreen",
             version="1.0.0",
@@ -146,7 +147,8 @@ def create_app(
     )
     # Outside the router, not in `middleware=`: Litestar runs that per matched route, and the
     # router's own 404 and 405 answers must carry the request's id, and a span, too.
-    if settings.tracing:  # only when on: off, requests pass through no tracing code at all
+    # only when on: off, requests pass through no tracing code at all
+    if settings.observability.tracing:
         app.asgi_handler = tracing.TracingMiddleware(app.asgi_handler)
     app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
     return app

@@ -47,7 +47,7 @@ def bootstrap_if_empty(settings: Settings, registry: Registry) -> int | None:
         if registry.has_versions():
             return None
         started = time.monotonic()
-        event(log, "bootstrap.train.start", model=settings.model_name)
+        event(log, "bootstrap.train.start", model=settings.registry.model_name)
         # Here, not in the child: only this process knows the registry is the embedded one
         # whose artifacts belong under the state dir (the child sees an explicit URI).
         ensure_experiment(settings)
@@ -63,7 +63,7 @@ def bootstrap_if_empty(settings: Settings, registry: Registry) -> int | None:
             tail = (child.stderr or child.stdout)[-2000:]
             raise BootstrapFailed(f"training exited with {child.returncode}: {tail}")
         version = int(child.stdout.strip().splitlines()[-1])
-        event(log, "bootstrap.train.end", model=settings.model_name, version=version,
+        event(log, "bootstrap.train.end", model=settings.registry.model_name, version=version,
               duration_s=round(time.monotonic() - started, 1))  # fmt: skip
         return version
 
@@ -79,9 +79,9 @@ def main() -> int:
     settings = Settings.from_env()  # MLFLOW_EXPERIMENT_NAME comes from the parent
     version = bootstrap_default_model(
         settings.effective_tracking_uri,
-        settings.model_name,
-        settings.model_alias,
-        Path(settings.data_dir) if settings.data_dir else None,
+        settings.registry.model_name,
+        settings.registry.model_alias,
+        Path(settings.bootstrap.data_dir) if settings.bootstrap.data_dir else None,
     )
     print(version, flush=True)
     return 0

@@ -19,7 +19,6 @@ from bluegreen.logging import event
 from bluegreen.loop_lag import LoopLagProbe
 from bluegreen.registry import Registry
 from bluegreen.serving.assignment import resolve_key
-from bluegreen.serving.canary import CanaryPolicy
 from bluegreen.serving.lifecycle import LifecycleConfig, Loader, SlotManager
 from bluegreen.serving.pairing import PairScorer
 from bluegreen.serving.predictor import Predictor
@@ -46,9 +45,9 @@ def _open_registry(settings: Settings) -> Registry:
     def open_() -> Registry:
         return Registry(
             settings.effective_tracking_uri,
-            settings.model_name,
-            settings.model_alias,
-            settings.fallback_stages,
+            settings.registry.model_name,
+            settings.registry.model_alias,
+            settings.registry.fallback_stages,
         )
 
     if not settings.effective_tracking_uri.startswith("sqlite:"):
@@ -99,28 +98,19 @@ class Runtime:
         loader_factory: LoaderFactory = registry_loader,
     ) -> Runtime:
         registry = registry or _open_registry(settings)
-        predict_executor = ThreadPoolExecutor(settings.predict_threads, "predict")
+        predict_executor = ThreadPoolExecutor(settings.server.predict_threads, "predict")
         # smoke runs and heap trims; loads have a thread of their own (SlotManager._load)
         load_executor = DaemonExecutor(1, "model-smoke")
-        registry_calls = RegistryCalls(settings.registry_timeout_s)
+        registry_calls = RegistryCalls(settings.registry.timeout_s)
+        canary = settings.canary
+        if canary.pair_cpu_share == 0:
+            # without paired timing there is no fair latency evidence to judge
+            canary = attrs.evolve(canary, min_pairs=0)
         config = LifecycleConfig(
-            model_name=settings.model_name,
-            canary_percent=settings.canary_percent,
-            retain_previous=settings.retain_previous,
-            drain_timeout_s=settings.drain_timeout_s,
-            load_timeout_s=settings.load_timeout_s,
-            smoke_latency_budget_ms=settings.smoke_latency_budget_ms,
-            smoke_min_golden_accuracy=settings.smoke_min_golden_accuracy,
-            canary_policy=CanaryPolicy(
-                min_requests=settings.canary_min_requests,
-                min_seconds=settings.canary_min_seconds,
-                max_seconds=settings.canary_max_seconds,
-                max_error_rate_delta=settings.canary_max_error_rate_delta,
-                max_p95_ratio=settings.canary_max_p95_ratio,
-                # without paired timing there is no fair latency evidence to judge
-                min_pairs=settings.canary_min_pairs if settings.canary_pair_cpu_share > 0 else 0,
-            ),
-            canary_key=resolve_key(settings.canary_key, settings.state_dir),
+            model_name=settings.registry.model_name,
+            lifecycle=settings.lifecycle,
+            canary=canary,
+            canary_key=resolve_key(settings.canary.key, settings.state_dir),
         )
         lag_probe = LoopLagProbe()
         loader = loader_factory(settings, registry)
@@ -129,30 +119,30 @@ class Runtime:
             registry,
             manager,
             registry_calls,
-            poll_interval_s=settings.poll_interval_s,
-            control_interval_s=settings.control_interval_s,
-            backoff_base_s=settings.registry_backoff_base_s,
-            backoff_max_s=settings.registry_backoff_max_s,
-            history_max=settings.history_max,
+            poll_interval_s=settings.registry.poll_interval_s,
+            control_interval_s=settings.registry.control_interval_s,
+            backoff_base_s=settings.registry.backoff_base_s,
+            backoff_max_s=settings.registry.backoff_max_s,
+            history_max=settings.registry.history_max,
         )
         pairs: PairScorer | None = None
         pair_executor: DaemonExecutor | None = None
-        if settings.canary_pair_cpu_share > 0:
+        if settings.canary.pair_cpu_share > 0:
             # a thread of its own: paired timing never waits behind, or delays, requests
             pair_executor = DaemonExecutor(1, "canary-pairs")
             pairs = PairScorer(
                 pair_executor,
-                cpu_share=settings.canary_pair_cpu_share,
-                max_texts=settings.canary_pair_max_texts,
-                model_name=settings.model_name,
+                cpu_share=settings.canary.pair_cpu_share,
+                max_texts=settings.canary.pair_max_texts,
+                model_name=settings.registry.model_name,
             )
         predictor = Predictor(
             manager,
             predict_executor,
-            max_pending=settings.max_pending_requests,
-            inline_max_chars=settings.inline_predict_max_chars,
-            shadow_fraction=settings.canary_shadow_fraction,
-            model_name=settings.model_name,
+            max_pending=settings.limits.max_pending_requests,
+            inline_max_chars=settings.server.inline_predict_max_chars,
+            shadow_fraction=settings.canary.shadow_fraction,
+            model_name=settings.registry.model_name,
             pairs=pairs,
         )
         executors: list[Executor] = [predict_executor, load_executor]

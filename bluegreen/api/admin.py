@@ -66,7 +66,7 @@ def _audit(request: Request[Any, Any, Any], action: str, result: dict[str, Any])
 async def slots(state: State) -> dict[str, Any]:
     runtime: Runtime = state.runtime
     view = runtime.manager.describe()
-    view["model"] = runtime.settings.model_name
+    view["model"] = runtime.settings.registry.model_name
     readiness = runtime.readiness()
     view["readiness"] = {
         "ready": readiness.ready, "reason": readiness.reason, "detail": readiness.detail,

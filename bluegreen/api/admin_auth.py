@@ -92,7 +92,7 @@ def actor_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
 
 def require_admin(connection: ASGIConnection[Any, Any, Any, Any], __: BaseRouteHandler) -> None:
     state = connection.app.state
-    token: str | None = state.runtime.settings.admin_token
+    token: str | None = state.runtime.settings.admin.token
     if not token:
         raise PermissionDeniedException("admin API disabled: BLUEGREEN_ADMIN_TOKEN is not set")
     throttle: FailureThrottle = state.admin_throttle

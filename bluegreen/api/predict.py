@@ -89,11 +89,11 @@ async def _predict(runtime: Runtime, texts: list[str], key: str | None) -> Predi
     try:
         # asyncio.timeout, not wait_for: wait_for wraps the coroutine in a new Task per request
         # (an extra loop iteration and allocation on the hot path); timeout only arms a timer.
-        async with asyncio.timeout(runtime.settings.request_timeout_s):
+        async with asyncio.timeout(runtime.settings.limits.request_timeout_s):
             return await runtime.predictor.predict(texts, key)
     except TimeoutError as exc:
         raise RequestTimedOut(
-            f"prediction took longer than {runtime.settings.request_timeout_s}s"
+            f"prediction took longer than {runtime.settings.limits.request_timeout_s}s"
         ) from exc
 
 
@@ -102,7 +102,7 @@ def _headers(prediction: Prediction) -> dict[str, str]:
 
 
 def _log_request(runtime: Runtime, route: str, n: int, prediction: Prediction) -> None:
-    sample = runtime.settings.request_log_sample
+    sample = runtime.settings.observability.request_log_sample
     if log.isEnabledFor(logging.DEBUG) or (sample and random.random() < sample):
         event(log, "request", route=route, texts=n, version=prediction.version,
               slot=prediction.slot)  # fmt: skip
@@ -118,7 +118,7 @@ async def predict(
     data: PredictRequest, request: Request[Any, Any, Any], state: State
 ) -> Response[PredictResponse]:
     runtime: Runtime = state.runtime
-    _check_texts([data.text], runtime.settings.max_text_chars, "text")
+    _check_texts([data.text], runtime.settings.limits.max_text_chars, "text")
     prediction = await _predict(runtime, [data.text], _client_key(request))
     sentiment, score, details = _result(prediction.probabilities[0])
     _log_request(runtime, "/predict", 1, prediction)
@@ -136,13 +136,13 @@ async def predict_batch(
     data: BatchPredictRequest, request: Request[Any, Any, Any], state: State
 ) -> Response[BatchPredictResponse]:
     runtime: Runtime = state.runtime
-    if len(data.texts) > runtime.settings.max_batch:
+    if len(data.texts) > runtime.settings.limits.max_batch:
         raise InvalidInput(
-            f"at most {runtime.settings.max_batch} texts per batch, got {len(data.texts)}",
+            f"at most {runtime.settings.limits.max_batch} texts per batch, got {len(data.texts)}",
             "texts",
         )
-    _check_texts(data.texts, runtime.settings.max_text_chars, "texts")
-    _check_batch_chars(data.texts, runtime.settings.max_batch_chars)
+    _check_texts(data.texts, runtime.settings.limits.max_text_chars, "texts")
+    _check_batch_chars(data.texts, runtime.settings.limits.max_batch_chars)
     prediction = await _predict(runtime, data.texts, _client_key(request))
     results = [SentimentResult(*_result(row)) for row in prediction.probabilities]
     _log_request(runtime, "/predict/batch", len(data.texts), prediction)

@@ -288,9 +288,9 @@ def _runtime(state: State) -> Runtime:
 
 
 def _check_name(runtime: Runtime, name: str) -> None:
-    if name != runtime.settings.model_name:
+    if name != runtime.settings.registry.model_name:
         raise VersionNotLoaded(f"unknown model {name!r}; this server serves "
-                               f"{runtime.settings.model_name!r}")  # fmt: skip
+                               f"{runtime.settings.registry.model_name!r}")  # fmt: skip
 
 
 def _version(version: str) -> int:
@@ -314,7 +314,7 @@ def _metadata(
     parameters = {"version": str(slot.version), "slot": slot.name, "role": role,
                   "labels": list(LABELS)}  # fmt: skip
     return ModelMetadata(
-        runtime.settings.model_name,
+        runtime.settings.registry.model_name,
         [str(s.version) for _, s in loaded],
         PLATFORM,
         INPUTS,
@@ -407,20 +407,20 @@ def _decode(runtime: Runtime, data: bytes, request: Request[Any, Any, Any]) -> D
     decoded = decode_request(
         data,
         request.headers.get(HEADER_LENGTH),
-        Limits(settings.max_batch, settings.max_text_chars),
+        Limits(settings.limits.max_batch, settings.limits.max_text_chars),
     )
-    _check_texts(decoded.texts, settings.max_text_chars, INPUT_NAME)
-    _check_batch_chars(decoded.texts, settings.max_batch_chars)
+    _check_texts(decoded.texts, settings.limits.max_text_chars, INPUT_NAME)
+    _check_batch_chars(decoded.texts, settings.limits.max_batch_chars)
     return decoded
 
 
 async def _timed(runtime: Runtime, call: Awaitable[Prediction]) -> Prediction:
     try:
-        async with asyncio.timeout(runtime.settings.request_timeout_s):
+        async with asyncio.timeout(runtime.settings.limits.request_timeout_s):
             return await call
     except TimeoutError as exc:
         raise RequestTimedOut(
-            f"prediction took longer than {runtime.settings.request_timeout_s}s"
+            f"prediction took longer than {runtime.settings.limits.request_timeout_s}s"
         ) from exc
 
 
@@ -431,7 +431,7 @@ def _answer(
     body, header_length = encode_response(
         decoded,
         prediction.probabilities,
-        model_name=runtime.settings.model_name,
+        model_name=runtime.settings.registry.model_name,
         version=prediction.version,
         parameters={"slot": prediction.slot},
     )

@@ -109,7 +109,7 @@ def verify(secret: str, headers: Any, body: bytes, now: float) -> None:
       tags=["webhooks"], responses=WEBHOOK_ERRORS)  # fmt: skip
 async def mlflow_webhook(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
     runtime: Runtime = state.runtime
-    secret = runtime.settings.webhook_secret
+    secret = runtime.settings.admin.webhook_secret
     if not secret:
         raise PermissionDeniedException("webhooks disabled: BLUEGREEN_WEBHOOK_SECRET is not set")
     body = await request.body()
@@ -128,7 +128,7 @@ async def mlflow_webhook(request: Request[Any, Any, Any], state: State) -> dict[
         payload = {}
     data = payload.get("data", payload) if isinstance(payload, dict) else {}
     name = data.get("name") if isinstance(data, dict) else None
-    relevant = name in (None, runtime.settings.model_name)
+    relevant = name in (None, runtime.settings.registry.model_name)
     if relevant:
         runtime.controller.wake()
     event(log, "webhook.received", entity=payload.get("entity") if isinstance(payload, dict)

@@ -69,15 +69,15 @@ def _open(url: str | None, token: str | None, actor: str | None, as_json: bool) 
     except SettingsError as exc:
         click.echo(f"bluegreen: invalid settings: {exc}", err=True)
         click.get_current_context().exit(output.EXIT_USAGE)
-    url = url or settings.url or server_url(settings.host, settings.port)
+    url = url or settings.server.url or server_url(settings.server.host, settings.server.port)
     if actor is not None and not ACTOR_RE.fullmatch(actor):
         raise click.BadParameter("1-64 characters of A-Z a-z 0-9 . _ @ + -", param_hint="--actor")
     transport = click.get_current_context().find_object(Transport)
     client = Client(
         url,
-        token=token if token is not None else settings.admin_token,
+        token=token if token is not None else settings.admin.token,
         actor=actor if actor is not None else _default_actor(),
-        model_name=settings.model_name,
+        model_name=settings.registry.model_name,
         http=transport.http if transport is not None else None,
     )
     return Session(client, url, as_json)

@@ -42,16 +42,16 @@ def uvicorn_options(settings: Settings, *, http: str = EDGE_PROTOCOL) -> dict[st
         "log_config": None,
         "access_log": False,
         "timeout_keep_alive": 5,
-        "timeout_graceful_shutdown": int(settings.drain_timeout_s),
+        "timeout_graceful_shutdown": int(settings.lifecycle.drain_timeout_s),
         # Requests in flight per worker (the edge protocol does not count idle connections;
         # probes are exempt). A backstop well above the app's own admission limit: the
         # app's `overloaded` 503 carries the app's context, so the app should shed first.
-        "limit_concurrency": settings.max_pending_requests * 2 + 256,
+        "limit_concurrency": settings.limits.max_pending_requests * 2 + 256,
         "backlog": 2048,
         # uvicorn trusts X-Forwarded-For from loopback by default: any local client could
         # then write the peer address the app (and its audit log) sees.
-        "proxy_headers": bool(settings.trusted_proxies),
-        "forwarded_allow_ips": list(settings.trusted_proxies) or None,
+        "proxy_headers": bool(settings.edge.trusted_proxies),
+        "forwarded_allow_ips": list(settings.edge.trusted_proxies) or None,
     }
 
 
@@ -77,9 +77,9 @@ def serve(args: ServeArgs, *, http: str = EDGE_PROTOCOL) -> int:
     except SettingsError as exc:
         print(f"bluegreen: invalid settings: {exc}", file=sys.stderr)
         return 2
-    host = args.host or os.environ.get("BLUEGREEN_HOST") or settings.host
-    port = args.port or settings.port
-    workers = args.workers or settings.workers
+    host = args.host or os.environ.get("BLUEGREEN_HOST") or settings.server.host
+    port = args.port or settings.server.port
+    workers = args.workers or settings.server.workers
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str((settings.state_dir / "prometheus").resolve())
     prepare_multiprocess_dir()

@@ -37,8 +37,8 @@ def train_command(ctx: click.Context, args: tuple[str, ...]) -> None:
         ctx.exit(EXIT_USAGE)
     defaults = {
         "tracking_uri": settings.effective_tracking_uri,
-        "model_name": settings.model_name,
-        "data": settings.data_dir,
+        "model_name": settings.registry.model_name,
+        "data": settings.bootstrap.data_dir,
     }
     parsed = model_cli.build_parser(defaults).parse_args(["train", *args])
     if settings.embedded and parsed.tracking_uri == settings.effective_tracking_uri:

@@ -73,14 +73,15 @@ class WorkerEdge:
     @classmethod
     def from_settings(cls, settings: Settings, max_in_flight: int | None) -> WorkerEdge:
         fds = open_files_limit()
-        cap = connection_cap(settings.max_connections, fds)
-        if cap < settings.max_connections:
+        cap = connection_cap(settings.edge.max_connections, fds)
+        if cap < settings.edge.max_connections:
             event(log, "edge.connection_cap_lowered", logging.WARNING,
-                  requested=settings.max_connections, cap=cap, open_files_limit=fds)  # fmt: skip
+                  requested=settings.edge.max_connections, cap=cap,
+                  open_files_limit=fds)  # fmt: skip
         return cls(
             EdgeLimits(
-                max_header_bytes=settings.max_header_bytes,
-                header_timeout_s=settings.header_timeout_s,
+                max_header_bytes=settings.edge.max_header_bytes,
+                header_timeout_s=settings.edge.header_timeout_s,
                 max_connections=cap,
                 max_in_flight=max_in_flight,
             )

@@ -78,9 +78,9 @@ class VersionLoader:
             ChildConfig(
                 tracking_uri=settings.effective_tracking_uri,
                 cache_dir=settings.cache_dir,
-                nice=settings.loader_nice,
-                log_level=settings.log_level,
-                idle_exit_s=settings.loader_idle_exit_s,
+                nice=settings.lifecycle.loader_nice,
+                log_level=settings.observability.log_level,
+                idle_exit_s=settings.lifecycle.loader_idle_exit_s,
             )
         )
 
@@ -90,7 +90,7 @@ class VersionLoader:
             "uri": ref.uri,
             "manifest_sha256": ref.manifest_sha256,
         }
-        answer = self.child.prepare(request, self.settings.load_timeout_s)
+        answer = self.child.prepare(request, self.settings.lifecycle.load_timeout_s)
         kind, error = answer.get("kind"), answer.get("error")
         if kind == "bundle":
             loaded = map_bundle(ref, Path(answer["path"]), self.cache)
@@ -98,7 +98,7 @@ class VersionLoader:
                   child_s=answer.get("duration_s"))  # fmt: skip
             return loaded
         if kind == "pyfunc":
-            if not self.settings.trust_model_code:
+            if not self.settings.lifecycle.trust_model_code:
                 raise LoadRefused(
                     "untrusted",
                     "not a bluegreen bundle: loading it would run code from the artifact "

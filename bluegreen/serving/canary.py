@@ -4,6 +4,9 @@ Errors are judged on real traffic. Latency is judged only on the candidate's pai
 (the same texts timed on both versions back to back), never on what each slot happened to
 receive: a client that sees which slot answered can send slow batches to one and cached short
 texts to the other, and would otherwise decide the verdict.
+
+The bounds are the canary settings themselves (`bluegreen.settings.CanarySettings`), so the
+policy has no defaults of its own to drift from the documented ones.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import enum
 import attrs
 
 from bluegreen.serving.slot import TrafficWindow
+from bluegreen.settings import CanarySettings
 
 P95_SLACK_S = 0.001
 """Absolute slack so that a sub-millisecond live p95 does not reject a candidate over noise."""
@@ -25,34 +29,13 @@ class Decision(enum.StrEnum):
 
 
 @attrs.frozen
-class CanaryPolicy:
-    min_requests: int = 200
-    min_seconds: float = 30.0
-    max_seconds: float = 900.0
-    max_error_rate_delta: float = 0.01
-    max_p95_ratio: float = 2.0
-    """Bound on candidate p95 / live p95 over the paired latencies (plus `P95_SLACK_S`)."""
-    min_pairs: int = 50
-    """Paired latencies needed before latency is judged (never more than `min_requests`);
-    the canary waits for them until `max_seconds`. 0: latency is not judged."""
-    fast_fail_min_requests: int = 20
-    fast_fail_error_rate: float = 0.5
-    """Reject at once, without waiting for the window, when this many requests fail this much."""
-
-    @property
-    def pairs_needed(self) -> int:
-        # A canary its operator lets decide on N requests needs no more than N pairs.
-        return min(self.min_pairs, self.min_requests)
-
-
-@attrs.frozen
 class Verdict:
     decision: Decision
     reason: str
 
 
 def judge(
-    candidate: TrafficWindow, live: TrafficWindow, policy: CanaryPolicy, now: float
+    candidate: TrafficWindow, live: TrafficWindow, policy: CanarySettings, now: float
 ) -> Verdict:
     """Decide whether the canary is done, and how. `now` is `time.monotonic()`."""
     elapsed = now - candidate.started_at

@@ -23,11 +23,12 @@ from bluegreen import metrics, tracing
 from bluegreen.heap import malloc_trim
 from bluegreen.logging import event
 from bluegreen.serving.assignment import KEY_BYTES
-from bluegreen.serving.canary import CanaryPolicy, Decision, judge
+from bluegreen.serving.canary import Decision, judge
 from bluegreen.serving.model_handle import LoadedModel, ModelRef
 from bluegreen.serving.router import Router, Snapshot
 from bluegreen.serving.slot import Slot, SlotState
 from bluegreen.serving.smoke import SmokeFailed, SmokeReport, run_smoke
+from bluegreen.settings import CanarySettings, LifecycleSettings, RegistrySettings
 from bluegreen.threads import DaemonExecutor
 
 log = logging.getLogger("bluegreen.lifecycle")
@@ -114,14 +115,12 @@ class LagProbe(Protocol):
 
 @attrs.frozen
 class LifecycleConfig:
-    model_name: str = "ensemble-sentiment-model"
-    canary_percent: float = 0.0
-    retain_previous: bool = False
-    drain_timeout_s: float = 30.0
-    load_timeout_s: float = 300.0
-    smoke_latency_budget_ms: float = 250.0
-    smoke_min_golden_accuracy: float = 0.6
-    canary_policy: CanaryPolicy = attrs.field(factory=CanaryPolicy)
+    """What the slot manager is told: the settings sections it acts on (whose defaults are the
+    only defaults), plus what the process resolves at start."""
+
+    model_name: str = attrs.field(factory=lambda: RegistrySettings().model_name)
+    lifecycle: LifecycleSettings = attrs.field(factory=LifecycleSettings)
+    canary: CanarySettings = attrs.field(factory=CanarySettings)
     canary_check_interval_s: float = 0.5
     canary_key: bytes = attrs.field(factory=lambda: secrets.token_bytes(KEY_BYTES), repr=False)
     """Secret of the keyed hash that assigns client keys to the canary: the same in every
@@ -146,7 +145,7 @@ class SlotManager:
         self.router = Router()
         self.slots = (Slot("blue"), Slot("green"))
         self.previous: ModelRef | None = None
-        self.canary_percent = config.canary_percent
+        self.canary_percent = config.canary.percent
         self._loader = loader
         self._load_executor = load_executor
         self.events: asyncio.Queue[ManagerEvent] = asyncio.Queue()
@@ -254,7 +253,7 @@ class SlotManager:
         except (TransientLoadError, TimeoutError) as exc:
             slot.transition(SlotState.EMPTY)
             reason = (
-                f"load exceeded {self.config.load_timeout_s:g}s"
+                f"load exceeded {self.config.lifecycle.load_timeout_s:g}s"
                 if isinstance(exc, TimeoutError)
                 else str(exc)
             )
@@ -319,7 +318,7 @@ class SlotManager:
         try:
             done, _ = await asyncio.wait(
                 waiters,
-                timeout=self.config.load_timeout_s,
+                timeout=self.config.lifecycle.load_timeout_s,
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if load in done:
@@ -383,8 +382,8 @@ class SlotManager:
     def _smoke(self, model: LoadedModel) -> SmokeReport:
         return run_smoke(
             model,
-            latency_budget_ms=self.config.smoke_latency_budget_ms,
-            min_golden_accuracy=self.config.smoke_min_golden_accuracy,
+            latency_budget_ms=self.config.lifecycle.smoke_latency_budget_ms,
+            min_golden_accuracy=self.config.lifecycle.smoke_min_golden_accuracy,
         )
 
     async def _claim_idle_slot(self) -> Slot:
@@ -431,7 +430,7 @@ class SlotManager:
                 metrics.MODEL_HOT_SWAP_TOTAL.labels(name).inc()
                 self.previous = old.ref
                 old.transition(SlotState.DRAINING)
-                self._spawn_drain(old, retain=self.config.retain_previous)
+                self._spawn_drain(old, retain=self.config.lifecycle.retain_previous)
             event(log, "model.promoted", version=slot.version, slot=slot.name, reason=reason,
                   previous_version=old.version if old else None,
                   previous_slot=old.name if old else None)  # fmt: skip
@@ -450,7 +449,7 @@ class SlotManager:
 
     async def _drain(self, slot: Slot, *, retain: bool) -> None:
         started = time.monotonic()
-        deadline = started + self.config.drain_timeout_s
+        deadline = started + self.config.lifecycle.drain_timeout_s
         # inflight drops via call_soon_threadsafe from worker threads; a 5 ms poll is simpler
         # than an event per release and bounds the extra drain latency.
         with tracing.span("drain", self._attributes(slot.version, slot)) as span:
@@ -535,7 +534,7 @@ class SlotManager:
             task.cancel()
 
     async def _watch_canary(self, slot: Slot) -> None:
-        policy = self.config.canary_policy
+        policy = self.config.canary
         while True:
             await asyncio.sleep(self.config.canary_check_interval_s)
             live = self.live
@@ -627,4 +626,4 @@ class SlotManager:
             self._load_thread.shutdown(wait=False, cancel_futures=True)
         drains = list(self._drains.values())
         if drains:
-            await asyncio.wait(drains, timeout=self.config.drain_timeout_s)
+            await asyncio.wait(drains, timeout=self.config.lifecycle.drain_timeout_s)

@@ -131,7 +131,7 @@ def test_healthcheck_entrypoint_and_env() -> None:
 def test_env_names_are_settings_the_app_accepts() -> None:
     env = {k: v for k, v in runtime_stage().env().items() if k.startswith("BLUEGREEN_")}
     settings = Settings.from_env(env)  # raises on unknown BLUEGREEN_* names or bad values
-    assert settings.port == int(env["BLUEGREEN_PORT"])
+    assert settings.server.port == int(env["BLUEGREEN_PORT"])
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:

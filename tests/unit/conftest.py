@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from bluegreen.serving.lifecycle import LifecycleConfig, SlotManager
+from bluegreen.serving.lifecycle import SlotManager
 from tests.fakes import FakeLoader, RecordingListener
-from tests.unit.helpers import ManagerFactory
+from tests.unit.helpers import ManagerFactory, lifecycle_config
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ async def make(
     def factory(**config: Any) -> SlotManager:
         config.setdefault("drain_timeout_s", 5.0)
         config.setdefault("canary_check_interval_s", 0.01)
-        manager = SlotManager(LifecycleConfig(model_name=name, **config), loader, executor)
+        manager = SlotManager(lifecycle_config(model_name=name, **config), loader, executor)
         listener.watch(manager)
         made.append(manager)
         return manager

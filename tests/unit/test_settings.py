@@ -15,32 +15,32 @@ def from_env(**env: str) -> Settings:
 
 def test_defaults_match_the_documented_contract() -> None:
     s = Settings.from_env({})
-    assert s.model_name == "ensemble-sentiment-model"
-    assert s.model_alias == "production"
-    assert s.fallback_stages == ("Production", "Staging")
-    assert s.poll_interval_s == 300.0
-    assert s.canary_percent == 0.0
-    assert s.retain_previous is False
-    assert s.admin_token is None
-    assert s.admin_enabled is False
-    assert s.log_level == "INFO"
-    assert s.max_text_chars > 0
-    assert s.max_batch > 0
-    assert s.tracking_uri == ""
+    assert s.registry.model_name == "ensemble-sentiment-model"
+    assert s.registry.model_alias == "production"
+    assert s.registry.fallback_stages == ("Production", "Staging")
+    assert s.registry.poll_interval_s == 300.0
+    assert s.canary.percent == 0.0
+    assert s.lifecycle.retain_previous is False
+    assert s.admin.token is None
+    assert s.admin.enabled is False
+    assert s.observability.log_level == "INFO"
+    assert s.limits.max_text_chars > 0
+    assert s.limits.max_batch > 0
+    assert s.registry.tracking_uri == ""
     assert s.embedded is True
     assert s.should_bootstrap is True
-    assert s.data_dir is None
+    assert s.bootstrap.data_dir is None
 
 
 def test_embedded_tracking_uri_lives_under_state_dir(tmp_path: Path) -> None:
-    s = Settings(state_dir=tmp_path)
+    s = Settings.of(state_dir=tmp_path)
     assert s.effective_tracking_uri == f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"
     assert s.artifact_root == (tmp_path / "artifacts").resolve()
 
 
 def test_mlflow_tracking_uri_is_read_without_prefix() -> None:
     s = Settings.from_env({"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
-    assert s.tracking_uri == "http://mlflow:5000"
+    assert s.registry.tracking_uri == "http://mlflow:5000"
     assert s.effective_tracking_uri == "http://mlflow:5000"
     assert s.embedded is False
     assert s.should_bootstrap is False
@@ -59,7 +59,7 @@ def test_unrelated_variables_are_ignored() -> None:
     ],
 )  # fmt: skip
 def test_bool(raw: str, expected: bool) -> None:
-    assert from_env(retain_previous=raw).retain_previous is expected
+    assert from_env(retain_previous=raw).lifecycle.retain_previous is expected
 
 
 @pytest.mark.parametrize("raw", ["maybe", "2", "", "tru"])
@@ -72,13 +72,13 @@ def test_bool_rejects_garbage(raw: str) -> None:
     ("raw", "expected"), [("true", True), ("false", False), ("", None), ("auto", None)]
 )
 def test_optional_bool(raw: str, expected: bool | None) -> None:
-    assert from_env(bootstrap=raw).bootstrap is expected
+    assert from_env(bootstrap=raw).bootstrap.bootstrap is expected
 
 
 def test_int() -> None:
     s = from_env(max_text_chars="1234", max_batch=" 8 ", port="0")
-    assert (s.max_text_chars, s.max_batch, s.port) == (1234, 8, 0)
-    assert isinstance(s.max_batch, int)
+    assert (s.limits.max_text_chars, s.limits.max_batch, s.server.port) == (1234, 8, 0)
+    assert isinstance(s.limits.max_batch, int)
 
 
 @pytest.mark.parametrize("raw", ["1.5", "ten", "", "1e3"])
@@ -89,7 +89,11 @@ def test_int_rejects_non_integers(raw: str) -> None:
 
 def test_float() -> None:
     s = from_env(poll_interval_s="2.5", canary_percent="12", drain_timeout_s="1e1")
-    assert (s.poll_interval_s, s.canary_percent, s.drain_timeout_s) == (2.5, 12.0, 10.0)
+    assert (s.registry.poll_interval_s, s.canary.percent, s.lifecycle.drain_timeout_s) == (
+        2.5,
+        12.0,
+        10.0,
+    )
 
 
 def test_float_rejects_garbage() -> None:
@@ -101,8 +105,8 @@ def test_path_and_optional_path(tmp_path: Path) -> None:
     s = from_env(state_dir=str(tmp_path / "state"), data_dir=str(tmp_path / "data"))
     assert s.state_dir == tmp_path / "state"
     assert isinstance(s.state_dir, Path)
-    assert s.data_dir == tmp_path / "data"
-    assert from_env(data_dir="").data_dir is None
+    assert s.bootstrap.data_dir == tmp_path / "data"
+    assert from_env(data_dir="").bootstrap.data_dir is None
 
 
 def test_empty_state_dir_is_an_error() -> None:
@@ -111,25 +115,29 @@ def test_empty_state_dir_is_an_error() -> None:
 
 
 def test_tuple_of_strings() -> None:
-    assert from_env(fallback_stages="Production, Staging ,QA").fallback_stages == (
+    assert from_env(fallback_stages="Production, Staging ,QA").registry.fallback_stages == (
         "Production",
         "Staging",
         "QA",
     )
-    assert from_env(fallback_stages="").fallback_stages == ()
-    assert from_env(fallback_stages="Staging").fallback_stages == ("Staging",)
+    assert from_env(fallback_stages="").registry.fallback_stages == ()
+    assert from_env(fallback_stages="Staging").registry.fallback_stages == ("Staging",)
 
 
 def test_optional_str() -> None:
-    assert from_env(admin_token="s3cret").admin_token == "s3cret"
-    assert from_env(admin_token="s3cret").admin_enabled is True
-    assert from_env(admin_token="").admin_token is None
-    assert from_env(admin_token="").admin_enabled is False
+    assert from_env(admin_token="s3cret").admin.token == "s3cret"
+    assert from_env(admin_token="s3cret").admin.enabled is True
+    assert from_env(admin_token="").admin.token is None
+    assert from_env(admin_token="").admin.enabled is False
 
 
 def test_plain_str() -> None:
     s = from_env(model_name="other-model", model_alias="champion", log_level="DEBUG")
-    assert (s.model_name, s.model_alias, s.log_level) == ("other-model", "champion", "DEBUG")
+    assert (s.registry.model_name, s.registry.model_alias, s.observability.log_level) == (
+        "other-model",
+        "champion",
+        "DEBUG",
+    )
 
 
 @pytest.mark.parametrize(
@@ -162,7 +170,7 @@ def test_nan_is_out_of_range(name: str) -> None:
 
 def test_direct_construction_validates_too() -> None:
     with pytest.raises(SettingsError, match="BLUEGREEN_CANARY_PERCENT"):
-        Settings(canary_percent=150)
+        Settings.of(canary_percent=150)
 
 
 @pytest.mark.parametrize(
@@ -174,7 +182,7 @@ def test_unknown_bluegreen_names_raise(key: str) -> None:
 
 
 def test_admin_token_and_webhook_secret_are_not_in_repr() -> None:
-    s = Settings(admin_token="very-secret-token", webhook_secret="hmac-secret-value")
+    s = Settings.of(admin_token="very-secret-token", webhook_secret="hmac-secret-value")
     text = repr(s) + str(s)
     assert "very-secret-token" not in text
     assert "hmac-secret-value" not in text
@@ -184,23 +192,23 @@ def test_admin_token_and_webhook_secret_are_not_in_repr() -> None:
 def test_settings_are_frozen() -> None:
     s = Settings()
     with pytest.raises(AttributeError):
-        s.admin_token = "x"  # type: ignore[misc]
+        s.admin.token = "x"  # type: ignore[misc]
 
 
 def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BLUEGREEN_MAX_BATCH", "7")
-    assert Settings.from_env().max_batch == 7
+    assert Settings.from_env().limits.max_batch == 7
 
 
 def test_text_limits_never_exceed_what_the_model_reads() -> None:
     from bluegreen.model.labels import MAX_TEXT_CHARS
 
     s = Settings.from_env({})
-    assert s.max_text_chars == MAX_TEXT_CHARS
-    assert s.max_batch_chars >= s.max_text_chars
+    assert s.limits.max_text_chars == MAX_TEXT_CHARS
+    assert s.limits.max_batch_chars >= s.limits.max_text_chars
     with pytest.raises(SettingsError, match=f"BLUEGREEN_MAX_TEXT_CHARS.*{MAX_TEXT_CHARS}"):
         from_env(max_text_chars=str(MAX_TEXT_CHARS + 1))
-    assert from_env(max_text_chars="1000", max_batch_chars="1000").max_batch_chars == 1000
+    assert from_env(max_text_chars="1000", max_batch_chars="1000").limits.max_batch_chars == 1000
     with pytest.raises(SettingsError, match="BLUEGREEN_MAX_BATCH_CHARS"):
         from_env(max_text_chars="1000", max_batch_chars="999")
     with pytest.raises(SettingsError, match="BLUEGREEN_MAX_BATCH_CHARS"):
@@ -209,9 +217,9 @@ def test_text_limits_never_exceed_what_the_model_reads() -> None:
 
 def test_canary_pairing_defaults_and_bounds() -> None:
     s = Settings.from_env({})
-    assert (s.canary_min_pairs, s.canary_pair_cpu_share, s.canary_pair_max_texts) == (50, 0.1, 16)
-    assert s.canary_key is None
-    assert from_env(canary_pair_cpu_share="0").canary_pair_cpu_share == 0.0
+    assert (s.canary.min_pairs, s.canary.pair_cpu_share, s.canary.pair_max_texts) == (50, 0.1, 16)
+    assert s.canary.key is None
+    assert from_env(canary_pair_cpu_share="0").canary.pair_cpu_share == 0.0
     for name, raw in [
         ("canary_pair_cpu_share", "1.5"), ("canary_pair_cpu_share", "nan"),
         ("canary_pair_max_texts", "0"), ("canary_min_pairs", "-1"),
@@ -222,25 +230,25 @@ def test_canary_pairing_defaults_and_bounds() -> None:
 
 def test_canary_key_is_a_secret() -> None:
     s = from_env(canary_key="fleet-wide-canary-secret")
-    assert s.canary_key == "fleet-wide-canary-secret"
+    assert s.canary.key == "fleet-wide-canary-secret"
     assert "fleet-wide-canary-secret" not in repr(s) + str(s)
     with pytest.raises(SettingsError, match="BLUEGREEN_CANARY_KEY") as raised:
         from_env(canary_key="short-secret")
     assert "short-secret" not in str(raised.value)
-    assert from_env(canary_key="").canary_key is None
+    assert from_env(canary_key="").canary.key is None
 
 
 def test_edge_defaults_bound_the_head_and_trust_no_proxy() -> None:
     s = Settings.from_env({})
-    assert s.max_header_bytes == 32_768
-    assert 0 < s.header_timeout_s <= 10
-    assert s.max_connections >= 1000
-    assert s.trusted_proxies == ()
+    assert s.edge.max_header_bytes == 32_768
+    assert 0 < s.edge.header_timeout_s <= 10
+    assert s.edge.max_connections >= 1000
+    assert s.edge.trusted_proxies == ()
 
 
 def test_trusted_proxies_take_addresses_and_networks() -> None:
     s = from_env(trusted_proxies="10.0.0.0/8, 192.0.2.7,2001:db8::/32")
-    assert s.trusted_proxies == ("10.0.0.0/8", "192.0.2.7", "2001:db8::/32")
+    assert s.edge.trusted_proxies == ("10.0.0.0/8", "192.0.2.7", "2001:db8::/32")
 
 
 @pytest.mark.parametrize("raw", ["*", "proxy.local", "10.0.0.1/8", "300.1.1.1", "10.0.0.0/33"])
@@ -253,3 +261,25 @@ def test_trusted_proxies_reject_what_uvicorn_would_not_match(raw: str) -> None:
 def test_edge_limits_must_be_positive(name: str) -> None:
     with pytest.raises(SettingsError, match=f"BLUEGREEN_{name.upper()}"):
         from_env(**{name: "0"})
+
+
+def test_of_takes_typed_values_by_their_variable_names() -> None:
+    s = Settings.of(max_batch=8, canary_percent=5.0, tracking_uri="http://mlflow:5000")
+    assert (s.limits.max_batch, s.canary.percent) == (8, 5.0)
+    assert s.registry.tracking_uri == "http://mlflow:5000"
+    with pytest.raises(SettingsError, match="unknown setting max_batchez"):
+        Settings.of(max_batchez=8)
+    with pytest.raises(SettingsError, match=r"BLUEGREEN_CANARY_PERCENT must be in 0\.\.100"):
+        Settings.of(canary_percent=101.0)
+
+
+def test_sections_are_the_only_defaults() -> None:
+    # The slot manager and the canary judge take the settings' own sections: nothing else
+    # declares a default that could drift from the documented one.
+    from bluegreen.serving.lifecycle import LifecycleConfig
+
+    config = LifecycleConfig()
+    s = Settings()
+    assert config.canary == s.canary
+    assert config.lifecycle == s.lifecycle
+    assert config.model_name == s.registry.model_name

@@ -35,7 +35,7 @@ def wait_ready(client: TestClient[Any], within_s: float = 10.0) -> None:
 def start_app(
     state_dir: Path, registry: FakeRegistry, loader: FakeLoader, *, ready: bool, **overrides: Any
 ) -> Iterator[TestClient[Any]]:
-    settings = Settings(
+    settings = Settings.of(
         **{"state_dir": state_dir, "bootstrap": False, "admin_token": TOKEN, **overrides}
     )
     app = create_app(settings, registry=registry, loader_factory=loader.factory)  # type: ignore[arg-type]

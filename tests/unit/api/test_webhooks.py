@@ -22,7 +22,7 @@ SECRET = "webhook-secret"
 def client(tmp_path: Path, secret: str | None = SECRET) -> TestClient:  # type: ignore[type-arg]
     registry = FakeRegistry()
     registry.add(1)
-    settings = Settings(state_dir=tmp_path, bootstrap=False, webhook_secret=secret)
+    settings = Settings.of(state_dir=tmp_path, bootstrap=False, webhook_secret=secret)
     return TestClient(create_app(settings, registry=registry, loader_factory=FakeLoader().factory))
 
 

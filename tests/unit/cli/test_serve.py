@@ -40,8 +40,8 @@ def test_forwarded_headers_are_trusted_from_the_configured_proxies_only() -> Non
 
 
 def test_the_in_flight_cap_stays_above_the_apps_admission_limit() -> None:
-    settings = Settings(max_pending_requests=100)
-    assert uvicorn_options(settings)["limit_concurrency"] > settings.max_pending_requests
+    settings = Settings.of(max_pending_requests=100)
+    assert uvicorn_options(settings)["limit_concurrency"] > settings.limits.max_pending_requests
 
 
 def test_the_serve_command_hands_its_options_to_serve(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -228,7 +228,7 @@ async def test_the_async_client_speaks_the_same_api(
     from bluegreen.app import create_app
     from bluegreen.settings import Settings
 
-    settings = Settings(state_dir=tmp_path, bootstrap=False, admin_token=TOKEN)
+    settings = Settings.of(state_dir=tmp_path, bootstrap=False, admin_token=TOKEN)
     app = create_app(settings, registry=registry, loader_factory=loader.factory)  # type: ignore[arg-type]
     async with AsyncTestClient(app) as http, AsyncClient(token=TOKEN, http=http) as client:
         for _ in range(500):

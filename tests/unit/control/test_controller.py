@@ -14,13 +14,13 @@ from bluegreen.control.calls import RegistryCalls
 from bluegreen.control.controller import Controller, backoff_delay
 from bluegreen.control.planner import ReconcileStatus
 from bluegreen.registry import RegistryUnavailable
-from bluegreen.serving.canary import CanaryPolicy
 from bluegreen.serving.lifecycle import TransientLoadError
+from bluegreen.settings import CanarySettings
 from tests.fakes import BrokenModel, FakeLoader, FakeRegistry
 from tests.unit.control.conftest import ControllerFactory, live_version
-from tests.unit.helpers import eventually, metric
+from tests.unit.helpers import eventually, lifecycle_config, metric
 
-NEVER = CanaryPolicy(min_requests=10**9, min_seconds=10**6, max_seconds=10**7)
+NEVER = CanarySettings(min_requests=10**9, min_seconds=10**6, max_seconds=10**7)
 REJECTED = "bluegreen.rejected"
 PROMOTED_BY = "bluegreen.promoted_by"
 
@@ -353,12 +353,12 @@ async def test_run_loop_stops_when_cancelled_right_after_a_wake(
 async def test_candidate_vetted_elsewhere_is_promoted_on_the_next_control_check() -> None:
     """Two workers canary the same version; the first to pass tags it promoted_by. The other,
     whose own window may see little traffic, must follow at its next control check."""
-    from bluegreen.serving.lifecycle import LifecycleConfig, SlotManager
+    from bluegreen.serving.lifecycle import SlotManager
 
     registry = FakeRegistry()
     registry.add(1)
     executor = ThreadPoolExecutor(2)
-    manager = SlotManager(LifecycleConfig(canary_percent=20), FakeLoader(), executor)
+    manager = SlotManager(lifecycle_config(canary_percent=20), FakeLoader(), executor)
     calls = RegistryCalls(5)
     controller = Controller(
         registry, manager, calls,  # type: ignore[arg-type]

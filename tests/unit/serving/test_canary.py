@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from bluegreen.serving.canary import P95_SLACK_S, CanaryPolicy, Decision, judge
+from bluegreen.serving.canary import P95_SLACK_S, Decision, judge
 from bluegreen.serving.slot import TrafficWindow
+from bluegreen.settings import CanarySettings
 
 T0 = 1000.0
-POLICY = CanaryPolicy(
+POLICY = CanarySettings(
     min_requests=100,
     min_seconds=30.0,
     max_seconds=300.0,
@@ -123,7 +124,7 @@ def test_p95_of_pairs_catches_a_tail_and_ignores_a_stray_stall() -> None:
 
 
 def test_pairs_needed_never_exceed_min_requests() -> None:
-    policy = CanaryPolicy(min_requests=10, min_seconds=1, min_pairs=50)
+    policy = CanarySettings(min_requests=10, min_seconds=1, min_pairs=50)
     assert policy.pairs_needed == 10
     assert judge(window(10, pairs=9), window(100), policy, T0 + 2).decision is Decision.WAIT
     slow = window(10, pairs=10, live_pair_s=0.001, candidate_pair_s=0.1)
@@ -131,7 +132,7 @@ def test_pairs_needed_never_exceed_min_requests() -> None:
 
 
 def test_min_pairs_zero_does_not_judge_latency() -> None:
-    policy = CanaryPolicy(min_requests=100, min_seconds=30, min_pairs=0)
+    policy = CanarySettings(min_requests=100, min_seconds=30, min_pairs=0)
     slow = window(100, pairs=100, live_pair_s=0.001, candidate_pair_s=1.0)
     verdict = judge(slow, window(100), policy, now=T0 + 30)
     assert verdict.decision is Decision.PROMOTE
@@ -149,7 +150,7 @@ def test_max_seconds_with_too_few_pairs_decides_on_errors_only() -> None:
 
 def test_p95_not_compared_without_pairs() -> None:
     cand = window(200, latency_s=5.0)
-    policy = CanaryPolicy(min_requests=100, min_seconds=30, min_pairs=0)
+    policy = CanarySettings(min_requests=100, min_seconds=30, min_pairs=0)
     assert judge(cand, window(0), policy, now=T0 + 31).decision is Decision.PROMOTE
 
 
@@ -194,6 +195,6 @@ def test_max_seconds_decides_with_the_traffic_it_got() -> None:
 def test_defaults_are_respected(
     requests: int, pairs: int, elapsed: float, expected: Decision
 ) -> None:
-    policy = CanaryPolicy(min_requests=100, min_seconds=30)
+    policy = CanarySettings(min_requests=100, min_seconds=30)
     cand = window(requests, pairs=pairs)
     assert judge(cand, window(100), policy, now=T0 + elapsed).decision is expected

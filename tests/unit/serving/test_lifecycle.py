@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from bluegreen.serving.canary import CanaryPolicy
 from bluegreen.serving.lifecycle import (
     DeployResult,
     LoadRefused,
@@ -19,10 +18,11 @@ from bluegreen.serving.lifecycle import (
     TransientLoadError,
 )
 from bluegreen.serving.slot import Slot, SlotState
+from bluegreen.settings import CanarySettings
 from tests.fakes import BrokenModel, FakeLoader, RecordingListener, SwitchableModel
 from tests.unit.helpers import ManagerFactory, eventually, metric, ref
 
-FAST_CANARY = CanaryPolicy(
+FAST_CANARY = CanarySettings(
     min_requests=5, min_seconds=0.0, max_seconds=60.0, fast_fail_min_requests=5
 )
 
@@ -420,7 +420,7 @@ async def test_first_version_skips_canary_even_when_enabled(make: ManagerFactory
 
 
 async def test_deploy_with_canary_percent_starts_a_canary(make: ManagerFactory) -> None:
-    manager = make(canary_percent=20, canary_policy=CanaryPolicy(min_requests=10**6))
+    manager = make(canary_percent=20, canary_policy=CanarySettings(min_requests=10**6))
     await manager.deploy(ref(1))
     live = manager.live
     result = await manager.deploy(ref(2))
@@ -437,7 +437,7 @@ async def test_deploy_with_canary_percent_starts_a_canary(make: ManagerFactory) 
 
 async def test_canary_assignment_uses_the_configured_key(make: ManagerFactory) -> None:
     """Workers given one key send each client to the same slot; another key splits apart."""
-    never = CanaryPolicy(min_requests=10**6)
+    never = CanarySettings(min_requests=10**6)
     same = [make(canary_percent=50, canary_policy=never, canary_key=b"k" * 32) for _ in "ab"]
     other = make(canary_percent=50, canary_policy=never, canary_key=b"x" * 32)
     for manager in (*same, other):
@@ -530,7 +530,7 @@ async def test_judge_rejects_a_candidate_that_errors(
 async def test_new_deploy_supersedes_a_running_canary(
     make: ManagerFactory, loader: FakeLoader
 ) -> None:
-    manager = make(canary_percent=20, canary_policy=CanaryPolicy(min_requests=10**6))
+    manager = make(canary_percent=20, canary_policy=CanarySettings(min_requests=10**6))
     await manager.deploy(ref(1))
     await manager.deploy(ref(2))
     first_candidate = manager.candidate
@@ -548,7 +548,7 @@ async def test_new_deploy_supersedes_a_running_canary(
 
 
 async def test_admin_promote_and_abort(make: ManagerFactory, name: str) -> None:
-    manager = make(canary_percent=10, canary_policy=CanaryPolicy(min_requests=10**6))
+    manager = make(canary_percent=10, canary_policy=CanarySettings(min_requests=10**6))
     assert await manager.promote_candidate() is None
     assert await manager.abort_candidate("nothing") is None
     await manager.deploy(ref(1))
@@ -573,7 +573,7 @@ async def test_admin_promote_and_abort(make: ManagerFactory, name: str) -> None:
 
 
 async def test_set_canary_percent_updates_the_running_canary(make: ManagerFactory) -> None:
-    manager = make(canary_percent=10, canary_policy=CanaryPolicy(min_requests=10**6))
+    manager = make(canary_percent=10, canary_policy=CanarySettings(min_requests=10**6))
     manager.set_canary_percent(40)  # no candidate yet: only remembered
     assert manager.router.snapshot.canary_share == 0
     await manager.deploy(ref(1))

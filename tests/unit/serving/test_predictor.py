@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from bluegreen.serving.canary import CanaryPolicy
 from bluegreen.serving.lifecycle import LifecycleConfig, SlotManager
 from bluegreen.serving.pairing import PairScorer
 from bluegreen.serving.predictor import (
@@ -19,6 +18,7 @@ from bluegreen.serving.predictor import (
     VersionNotLoaded,
 )
 from bluegreen.serving.slot import Slot
+from bluegreen.settings import CanarySettings
 from tests.fakes import (
     CachingModel,
     CountingExecutor,
@@ -29,7 +29,7 @@ from tests.fakes import (
 )
 from tests.unit.helpers import ManagerFactory, eventually, metric, ref
 
-NEVER = CanaryPolicy(min_requests=10**9, min_seconds=10**6, max_seconds=10**7)
+NEVER = CanarySettings(min_requests=10**9, min_seconds=10**6, max_seconds=10**7)
 INLINE_MAX = 50
 LONG_TEXT = "정말 최고의 영화 " * 20  # over INLINE_MAX: goes to the executor
 
