@@ -21,8 +21,15 @@ setup: _venv
     uv pip install -q --compile-bytecode --python {{py}} -e .
 
 # install the project with the dev tools too (tests, load tests, lint, benchmarks)
-setup-dev: _venv
+setup-dev: _venv setup-train
     uv pip install -q --compile-bytecode --python {{py}} -e '.[dev]'
+
+# PyTorch for the full profile's neural member (training only; serving never imports it).
+# pip, not uv: the pinned "+cpu" build comes from the local wheel directory pip is configured
+# with; uv would resolve PyPI's CUDA build of several GB. Without that wheel, the full profile
+# and the neural-member tests say torch is missing instead.
+setup-train: _venv
+    {{py}} -c "import torch" 2>/dev/null || python3 -m pip --python {{py}} install -q "torch==2.13.0+cpu" || echo "torch 2.13.0+cpu is not available here: the full profile cannot train its neural member, and its tests skip" >&2
 
 # Without root or sudo it stops and names the command to run, rather than let tests skip.
 # system packages the integration tests use (Prometheus, promtool, wrk, HAProxy), via apt-get as root or sudo
@@ -81,7 +88,7 @@ fmt: setup-dev
     {{py}} -m ruff check --fix bluegreen tests loadtests bench dashboards
 
 # train the ensemble; e.g. `just train --data ../shared/data/nsmc --register --alias production`
-train *ARGS: setup
+train *ARGS: setup setup-train
     {{py}} -m bluegreen train {{ARGS}}
 
 # swap under load: real mlflow + app (1 and 2 workers), Locust, good/canary/corrupt/contract versions; PNGs to bench/results/
