@@ -62,6 +62,14 @@ def write_report(results: dict[str, Any], out: Path, target: Path) -> None:
                 else " (`bluegreen.model.bootstrap_default_model` was not available)."
             )
         ),
+        *(
+            f"- sections {', '.join(run['sections'])}: measured later, by "
+            f"`{run['command']}` on {run['machine']['date']} at commit "
+            f"{run['machine']['commit']} (load average at start "
+            f"{', '.join(f'{x:.2f}' for x in run['machine']['loadavg_at_start'])}; model "
+            f"{run['model']['kind']}); the sections not named here come from the run above."
+            for run in results.get("later_runs", [])
+        ),
         "",
     ]
     summary_rows: list[str] = []

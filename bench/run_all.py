@@ -805,6 +805,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--write", type=Path, default=REPO / "BENCHMARKS.md")
     parser.add_argument(
+        "--merge-into",
+        type=Path,
+        metavar="RESULTS_DIR",
+        help="with --only: add the sections measured now to an earlier full run's results.json "
+        "and render BENCHMARKS.md from both, each section naming the run that measured it",
+    )
+    parser.add_argument(
         "--report-only",
         type=Path,
         metavar="RESULTS_DIR",
@@ -939,9 +946,27 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:
         from bench.report import write_report
 
+        if args.merge_into is not None:
+            results = merge_runs(args.merge_into, results, sorted(parts))
+            (out / "results.merged.json").write_text(json.dumps(results, indent=2))
         write_report(results, out, args.write)
         log(f"wrote {args.write}")
     return 0
+
+
+def merge_runs(earlier_dir: Path, later: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    """The earlier run's results with the sections measured now replacing or joining its own;
+    the later run is named in `later_runs`, so the report says which run measured what (a
+    ratio is still always between numbers of one run)."""
+    merged: dict[str, Any] = json.loads((earlier_dir / "results.json").read_text())
+    for key, value in later.items():
+        if key not in {"machine", "command", "model"}:
+            merged[key] = value
+    merged.setdefault("later_runs", []).append(
+        {"sections": parts, "command": later["command"], "machine": later["machine"],
+         "model": later["model"]}
+    )  # fmt: skip
+    return merged
 
 
 if __name__ == "__main__":
