@@ -30,11 +30,8 @@ def _app(out: Path, tracking_uri: str, env: dict[str, str], kind: str) -> Iterat
     app = AppServer(out / f"app-edge-{kind}", tracking_uri, env=env)
     if kind == "plain":
         app.args = [sys.executable, "-m", "bench.plain_uvicorn"]
-    try:
-        app.start(timeout=180)
+    with app.running(timeout=180):
         yield app
-    finally:
-        app.stop()
 
 
 def run(

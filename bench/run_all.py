@@ -224,11 +224,8 @@ def bluegreen_app(
             "BLUEGREEN_TRUST_MODEL_CODE": trust_code(model),
         },
     )
-    try:
-        app.start(timeout=180)
+    with app.running(timeout=180):
         yield app
-    finally:
-        app.stop()
 
 
 @contextlib.contextmanager
@@ -851,6 +848,12 @@ def main(argv: list[str] | None = None) -> int:
             "fallback_reason": model.fallback_reason,
         }
         log(f"model under test: {model.kind} v{model.version}")
+        # what the one-server wrk sections (edge, tracing, V2) start their servers with
+        wrk_env = {
+            "BLUEGREEN_MODEL_NAME": MODEL_NAME,
+            "BLUEGREEN_LOG_LEVEL": "WARNING",
+            "BLUEGREEN_TRUST_MODEL_CODE": trust_code(model),
+        }
         if "model" in parts:
             log("5. model costs")
             results["model_costs"] = model_costs(out, model)
@@ -861,37 +864,22 @@ def main(argv: list[str] | None = None) -> int:
             log("7. HTTP edge: edge protocol vs stock uvicorn httptools (wrk)")
             from bench import edge_protocol
 
-            edge_env = {
-                "BLUEGREEN_MODEL_NAME": MODEL_NAME,
-                "BLUEGREEN_LOG_LEVEL": "WARNING",
-                "BLUEGREEN_TRUST_MODEL_CODE": trust_code(model),
-            }
             results["edge_protocol"] = edge_protocol.run(
-                out, model.url, edge_env, texts(), duration=duration, rounds=2 * rounds, log=log
+                out, model.url, wrk_env, texts(), duration=duration, rounds=2 * rounds, log=log
             )
         if "tracing" in parts:
             log("8. tracing on vs off (wrk)")
             from bench import tracing_overhead
 
-            tracing_env = {
-                "BLUEGREEN_MODEL_NAME": MODEL_NAME,
-                "BLUEGREEN_LOG_LEVEL": "WARNING",
-                "BLUEGREEN_TRUST_MODEL_CODE": trust_code(model),
-            }
             results["tracing"] = tracing_overhead.run(
-                out, model.url, tracing_env, texts(), duration=duration, rounds=2 * rounds, log=log
+                out, model.url, wrk_env, texts(), duration=duration, rounds=2 * rounds, log=log
             )
         if "v2" in parts:
             log("9. Open Inference Protocol V2 infer vs /predict (wrk)")
             from bench import v2_throughput
 
-            v2_env = {
-                "BLUEGREEN_MODEL_NAME": MODEL_NAME,
-                "BLUEGREEN_LOG_LEVEL": "WARNING",
-                "BLUEGREEN_TRUST_MODEL_CODE": trust_code(model),
-            }
             results["v2_throughput"] = v2_throughput.run(
-                out, model.url, v2_env, texts(), duration=duration, rounds=2 * rounds, log=log
+                out, model.url, wrk_env, texts(), duration=duration, rounds=2 * rounds, log=log
             )
         if "fleet" in parts:
             log("10. fleet convergence behind HAProxy")

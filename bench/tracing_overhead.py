@@ -36,11 +36,8 @@ def _app(
         extra = {"BLUEGREEN_TRACING": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
                  "OTEL_SERVICE_NAME": "bluegreen-bench"}  # fmt: skip
     app = AppServer(out / f"app-tracing-{kind}", tracking_uri, env={**env, **extra})
-    try:
-        app.start(timeout=180)
+    with app.running(timeout=180):
         yield app
-    finally:
-        app.stop()
 
 
 def run(

@@ -84,11 +84,8 @@ def _check(base: str, model_name: str, batch: list[str]) -> None:
 @contextlib.contextmanager
 def _app(out: Path, tracking_uri: str, env: dict[str, str]) -> Iterator[AppServer]:
     app = AppServer(out / "app-v2-throughput", tracking_uri, env=env)
-    try:
-        app.start(timeout=180)
+    with app.running(timeout=180):
         yield app
-    finally:
-        app.stop()
 
 
 def run(

@@ -172,6 +172,15 @@ class AppServer(Process):
             if self.workers > 1:
                 self._wait_all_workers_ready(timeout)
 
+    @contextlib.contextmanager
+    def running(self, timeout: float = 180.0) -> Iterator[AppServer]:
+        """Started and ready for the `with` block, stopped after it whatever happens."""
+        try:
+            self.start(timeout=timeout)
+            yield self
+        finally:
+            self.stop()
+
     def _wait_all_workers_ready(self, timeout: float) -> None:
         """Each worker loads on its own; one 200 from /readyz says nothing about the others.
         Fresh connections spread over the workers: require a run of consecutive 200s."""

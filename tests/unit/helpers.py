@@ -16,6 +16,9 @@ from bluegreen.settings import CanarySettings, LifecycleSettings
 
 ManagerFactory = Callable[..., SlotManager]
 
+NEVER = CanarySettings(min_requests=10**9, min_seconds=10**6, max_seconds=10**7)
+"""Canary bounds no test lives long enough to meet: the candidate stays a candidate."""
+
 
 def lifecycle_config(
     *,

@@ -17,12 +17,10 @@ from opentelemetry.trace import SpanKind, StatusCode
 from bluegreen import tracing
 from bluegreen.serving.lifecycle import Outcome
 from bluegreen.serving.predictor import Predictor
-from bluegreen.settings import CanarySettings
 from tests.fakes import BrokenModel, CountingExecutor, FakeLoader, FakeRegistry, SwitchableModel
 from tests.unit.api.conftest import start_app
-from tests.unit.helpers import ManagerFactory, eventually, ref
+from tests.unit.helpers import NEVER, ManagerFactory, eventually, ref
 
-NEVER = CanarySettings(min_requests=10**9, min_seconds=10**6, max_seconds=10**7)
 LONG_TEXT = "정말 최고의 영화 " * 20  # over inline_max_chars: runs in the executor
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN_ID = "00f067aa0ba902b7"

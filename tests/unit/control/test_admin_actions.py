@@ -17,12 +17,10 @@ from bluegreen.control.errors import (
 from bluegreen.control.planner import ReconcileStatus
 from bluegreen.registry import RegistryUnavailable
 from bluegreen.serving.slot import SlotState
-from bluegreen.settings import CanarySettings
 from tests.fakes import BrokenModel, FakeLoader, FakeRegistry
 from tests.unit.control.conftest import ControllerFactory, admin_of, live_version
-from tests.unit.helpers import eventually, metric
+from tests.unit.helpers import NEVER, eventually, metric
 
-NEVER = CanarySettings(min_requests=10**9, min_seconds=10**6, max_seconds=10**7)
 REJECTED = "bluegreen.rejected"
 PROMOTED_BY = "bluegreen.promoted_by"
 

@@ -15,12 +15,10 @@ from bluegreen.control.controller import Controller, backoff_delay
 from bluegreen.control.planner import ReconcileStatus
 from bluegreen.registry import RegistryUnavailable
 from bluegreen.serving.lifecycle import TransientLoadError
-from bluegreen.settings import CanarySettings
 from tests.fakes import BrokenModel, FakeLoader, FakeRegistry
 from tests.unit.control.conftest import ControllerFactory, live_version
-from tests.unit.helpers import eventually, lifecycle_config, metric
+from tests.unit.helpers import NEVER, eventually, lifecycle_config, metric
 
-NEVER = CanarySettings(min_requests=10**9, min_seconds=10**6, max_seconds=10**7)
 REJECTED = "bluegreen.rejected"
 PROMOTED_BY = "bluegreen.promoted_by"
 

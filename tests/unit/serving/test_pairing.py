@@ -16,11 +16,8 @@ from numpy.typing import NDArray
 from bluegreen.serving.pairing import PairScorer, time_pair
 from bluegreen.serving.router import Snapshot
 from bluegreen.serving.slot import Slot
-from bluegreen.settings import CanarySettings
 from tests.fakes import BrokenModel, CachingModel, CountingExecutor, FakeLoader, loaded
-from tests.unit.helpers import ManagerFactory, eventually, metric, ref
-
-NEVER = CanarySettings(min_requests=10**9, min_seconds=10**6, max_seconds=10**7)
+from tests.unit.helpers import NEVER, ManagerFactory, eventually, metric, ref
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from bluegreen.serving.predictor import (
     VersionNotLoaded,
 )
 from bluegreen.serving.slot import Slot
-from bluegreen.settings import CanarySettings
 from tests.fakes import (
     CachingModel,
     CountingExecutor,
@@ -27,9 +26,8 @@ from tests.fakes import (
     SwitchableModel,
     loaded,
 )
-from tests.unit.helpers import ManagerFactory, eventually, metric, ref
+from tests.unit.helpers import NEVER, ManagerFactory, eventually, metric, ref
 
-NEVER = CanarySettings(min_requests=10**9, min_seconds=10**6, max_seconds=10**7)
 INLINE_MAX = 50
 LONG_TEXT = "정말 최고의 영화 " * 20  # over INLINE_MAX: goes to the executor
 
