@@ -284,6 +284,20 @@ class LifecycleSettings:
         "CPU niceness of the loader child, so a load yields the cores to requests.",
         validator=_nice,
     )
+    loader_sched_idle: bool = setting(
+        True,
+        "Run the loader child under Linux's SCHED_IDLE policy: it takes a core only when no "
+        "serving thread wants one, and a waking request thread preempts it at once (niceness "
+        "alone lets it finish its time slice first). On a host with no idle CPU at all, loads "
+        "then wait, and may reach the load deadline and be retried.",
+    )
+    swap_switch_interval_ms: float = setting(
+        0.5,
+        "The interpreter's GIL switch interval while a version comes in (load, smoke, drain, "
+        "free): the longest the event loop waits for the GIL each time it wakes beside the "
+        "load threads. 0 leaves the interpreter's own (5 ms).",
+        validator=_non_negative,
+    )
     loader_idle_exit_s: float = setting(
         600.0,
         "An idle loader child exits after this long and gives its memory back; 0 keeps "

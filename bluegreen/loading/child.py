@@ -158,6 +158,19 @@ def serve(requests: Lines, answers: int, cache: VersionCache, idle_exit_s: float
             event(log, "cache.swept", removed=removed)
 
 
+def _sched_idle() -> bool:
+    """SCHED_IDLE where the platform has it (Linux): any runnable thread of normal priority
+    preempts this process at once, so a load never delays a request by a time slice."""
+    policy = getattr(os, "SCHED_IDLE", None)
+    if policy is None:
+        return False
+    try:
+        os.sched_setscheduler(0, policy, os.sched_param(0))
+    except OSError:
+        return False
+    return True
+
+
 def main(argv: list[str]) -> int:
     """``argv``: the request and answer pipe fds. The first line on the request pipe is the
     parent's settings (the child reads no environment of its own: the typed settings of the
@@ -171,10 +184,11 @@ def main(argv: list[str]) -> int:
     configure_logging(config["log_level"])
     if config["nice"]:
         os.nice(config["nice"])
+    sched_idle = bool(config.get("sched_idle")) and _sched_idle()
     from bluegreen.registry import configure_mlflow_client_env
 
     configure_mlflow_client_env(config["tracking_uri"])
-    event(log, "loader.started", nice=config["nice"])
+    event(log, "loader.started", nice=config["nice"], sched_idle=sched_idle)
     cache = VersionCache(Path(config["cache_dir"]))
     serve(requests, int(argv[2]), cache, config["idle_exit_s"])
     return 0

@@ -79,6 +79,7 @@ class VersionLoader:
                 tracking_uri=settings.effective_tracking_uri,
                 cache_dir=settings.cache_dir,
                 nice=settings.lifecycle.loader_nice,
+                sched_idle=settings.lifecycle.loader_sched_idle,
                 log_level=settings.observability.log_level,
                 idle_exit_s=settings.lifecycle.loader_idle_exit_s,
             )

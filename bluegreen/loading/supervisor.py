@@ -36,6 +36,7 @@ class ChildConfig:
     tracking_uri: str
     cache_dir: Path
     nice: int = 10
+    sched_idle: bool = True
     log_level: str = "INFO"
     idle_exit_s: float = 600.0
 

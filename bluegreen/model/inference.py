@@ -28,7 +28,6 @@ import importlib.util
 import json
 import logging
 import math
-import mmap
 import os
 import sys
 import threading
@@ -44,6 +43,7 @@ from mlflow.pyfunc.model import PythonModel
 
 from .cascade import AccurateTier
 from .labels import LABELS
+from .pages import populate
 from .textfeat import Extractor, WordKeys, code_points, prepare, word_char_table
 
 FORMAT_VERSION = 1
@@ -596,13 +596,9 @@ class CompiledEnsemble:
 
         def mapped(name: str) -> Any:
             array = np.load(d / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-            # Touch one byte per page: the page cache already holds the file (the loader child
-            # wrote it), so this only fills this process's page tables, off the request path.
-            # Otherwise a new version's first requests pay a minor fault per page they touch,
-            # and its canary looks slower than live for no reason of its own.
-            flat = array.reshape(-1).view(np.uint8)
-            if flat.size:
-                int(flat[:: mmap.PAGESIZE].sum())
+            # The page cache already holds the file (the loader child wrote it): this only
+            # fills this process's page tables, off the request path and off the GIL.
+            populate(array)
             return array
 
         char_hashes = mapped("char_hashes")

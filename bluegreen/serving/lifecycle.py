@@ -15,11 +15,12 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
 from bluegreen import metrics, tracing
+from bluegreen.gil import SwitchInterval
 from bluegreen.heap import malloc_trim
 from bluegreen.logging import event
 from bluegreen.serving.assignment import KEY_BYTES
@@ -30,6 +31,8 @@ from bluegreen.serving.slot import Slot, SlotState
 from bluegreen.serving.smoke import SmokeFailed, SmokeReport, run_smoke
 from bluegreen.settings import CanarySettings, LifecycleSettings, RegistrySettings
 from bluegreen.threads import DaemonExecutor
+
+T = TypeVar("T")
 
 log = logging.getLogger("bluegreen.lifecycle")
 
@@ -141,6 +144,7 @@ class SlotManager:
         self._supersede = asyncio.Event()
         self._superseded_by = ""
         self._window_open = False
+        self._switch_interval = SwitchInterval(config.lifecycle.swap_switch_interval_ms / 1000)
         self._load_thread: DaemonExecutor | None = None
         self.router = Router()
         self.slots = (Slot("blue"), Slot("green"))
@@ -281,13 +285,18 @@ class SlotManager:
             with tracing.span("smoke", self._attributes(ref.version, slot)):
                 report = await loop.run_in_executor(self._load_executor, self._smoke, model)
         except SmokeFailed as exc:
-            del model
+            reason = str(exc)
+            held = [model]
+            # The traceback's frames hold the model too: drop them, so that it is freed on
+            # the smoke thread and not here when the exception goes.
+            exc.__traceback__ = None
+            del model, exc
             slot.transition(SlotState.EMPTY)
             # No gc.collect() here: a full collection holds the GIL for hundreds of ms with
             # mlflow's heap and stalls every request (measured: p99 x6 during rejections).
-            self._trim_off_loop()
+            await self._off_loop(self._discard, held)
             self._close_swap_window(ref.version, "rejected")
-            return self._reject(slot, ref, str(exc), "smoke")
+            return self._reject(slot, ref, reason, "smoke")
         event(log, "model.smoke.passed", version=ref.version, slot=slot.name,
               golden_accuracy=report.golden_accuracy,
               median_single_ms=round(report.median_single_ms, 3))  # fmt: skip
@@ -364,14 +373,20 @@ class SlotManager:
 
     # --- swap windows: how long the event loop stalled while a version came in ------------
     def _open_swap_window(self) -> None:
-        if self._lag_probe is not None and not self._window_open:
-            self._window_open = True
+        if self._window_open:
+            return
+        self._window_open = True
+        self._switch_interval.shorten()
+        if self._lag_probe is not None:
             self._lag_probe.open_window()
 
     def _close_swap_window(self, version: int | None, outcome: str) -> None:
-        if self._lag_probe is None or not self._window_open:
+        if not self._window_open:
             return  # e.g. the drain after a rollback: no version came in
         self._window_open = False
+        self._switch_interval.restore()
+        if self._lag_probe is None:
+            return
         max_lag = self._lag_probe.close_window()
         if max_lag is None:
             return
@@ -393,7 +408,7 @@ class SlotManager:
         if drain is not None:
             await asyncio.shield(drain)
         if slot.state is SlotState.RETAINED:
-            self._free(slot)
+            await self._free(slot)
         return slot
 
     def _reject(self, slot: Slot, ref: ModelRef, reason: str, stage: str) -> DeployResult:
@@ -435,13 +450,6 @@ class SlotManager:
                   previous_version=old.version if old else None,
                   previous_slot=old.name if old else None)  # fmt: skip
 
-    def _trim_off_loop(self) -> None:
-        """malloc_trim in the load executor: ctypes drops the GIL, so requests keep flowing."""
-        try:
-            self._load_executor.submit(malloc_trim)
-        except RuntimeError:  # executor already shut down (process stopping)
-            malloc_trim()
-
     def _spawn_drain(self, slot: Slot, *, retain: bool) -> None:
         task = asyncio.get_running_loop().create_task(self._drain(slot, retain=retain))
         self._drains[slot.name] = task
@@ -473,23 +481,39 @@ class SlotManager:
             slot.transition(SlotState.RETAINED)
             event(log, "slot.retained", version=slot.version, slot=slot.name)
         else:
-            self._free(slot)
+            await self._free(slot)
         self._close_swap_window(version, "drained")
 
-    def _free(self, slot: Slot) -> bool:
+    async def _free(self, slot: Slot) -> bool:
         with tracing.span("free", self._attributes(slot.version, slot)) as span:
-            freed = self._free_model(slot)
+            model = slot.take_model()
+            held = [model] if model is not None else []
+            del model
+            # The slot is empty once its memory is gone, not before
+            freed = await self._off_loop(self._release, held, slot.name) if held else True
+            if slot.state is not SlotState.EMPTY:
+                slot.transition(SlotState.EMPTY)
             if not freed:
                 tracing.fail(span, "the model is still reachable after its slot let it go")
             return freed
 
-    def _free_model(self, slot: Slot) -> bool:
-        """Drop the slot's model and prove with a weakref that its memory is unreachable."""
-        model = slot.take_model()
-        if slot.state is not SlotState.EMPTY:
-            slot.transition(SlotState.EMPTY)
-        if model is None:
-            return True
+    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn`` on the smoke thread. Dropping a model's last reference there, not here, keeps
+        unmapping its arrays, releasing its cache lease and collecting a generic pyfunc off
+        the event loop: callers pass the model in a list that holds its only reference."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._load_executor, fn, *args)
+        except RuntimeError:  # the executor is shut down: the process is stopping
+            return fn(*args)
+
+    @staticmethod
+    def _discard(held: list[LoadedModel]) -> None:
+        held.clear()
+        malloc_trim()
+
+    def _release(self, held: list[LoadedModel], slot_name: str) -> bool:
+        """Free the model and prove with a weakref that its memory is unreachable."""
+        model = held.pop()
         version = model.ref.version
         collect = model.collect_on_free
         target = model.keepalive if model.keepalive is not None else model
@@ -504,13 +528,13 @@ class SlotManager:
             # objects created since are traversed.
             gc.collect()
         gc_ms = (time.perf_counter() - started) * 1000
-        self._trim_off_loop()
+        malloc_trim()
         freed = probe() is None
         name = self.config.model_name
         (metrics.MODELS_FREED if freed else metrics.MODEL_FREE_LEAKS).labels(name).inc()
         metrics.sample_process_metrics()
         event(log, "model.freed" if freed else "model.free.leak",
-              logging.INFO if freed else logging.WARNING, version=version, slot=slot.name,
+              logging.INFO if freed else logging.WARNING, version=version, slot=slot_name,
               unreachable=freed, gc_ms=round(gc_ms, 2))  # fmt: skip
         return freed
 
@@ -622,6 +646,7 @@ class SlotManager:
 
     async def close(self) -> None:
         self._stop_canary_task()
+        self._switch_interval.restore()
         if self._load_thread is not None:
             self._load_thread.shutdown(wait=False, cancel_futures=True)
         drains = list(self._drains.values())

@@ -195,3 +195,27 @@ def test_the_settings_travel_down_the_pipe_not_the_command_line(
     with open(f"/proc/{child.pid}/cmdline", "rb") as f:
         argv = f.read().split(b"\0")
     assert not any(b"sqlite" in a or b"tracking_uri" in a for a in argv)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+@pytest.mark.parametrize("sched_idle", [True, False])
+def test_the_child_runs_under_sched_idle_unless_told_not_to(
+    tmp_path: Path, sched_idle: bool
+) -> None:
+    loader = LoaderChild(
+        ChildConfig(
+            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+            cache_dir=tmp_path / "cache",
+            nice=0,
+            sched_idle=sched_idle,
+        )
+    )
+    try:
+        model, _ = _model_dir(tmp_path, as_bundle=False)
+        # an answered request: the child has read its settings and applied them
+        assert loader.prepare(_request(model), timeout_s=120)["kind"] == "pyfunc"
+        assert loader.pid is not None
+        want = os.SCHED_IDLE if sched_idle else os.SCHED_OTHER
+        assert os.sched_getscheduler(loader.pid) == want
+    finally:
+        loader.close()

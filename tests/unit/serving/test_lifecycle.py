@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
+import threading
 import weakref
 from typing import Any
 
@@ -19,7 +21,13 @@ from bluegreen.serving.lifecycle import (
 )
 from bluegreen.serving.slot import Slot, SlotState
 from bluegreen.settings import CanarySettings
-from tests.fakes import BrokenModel, FakeLoader, RecordingListener, SwitchableModel
+from tests.fakes import (
+    BrokenModel,
+    FakeLoader,
+    KeywordModel,
+    RecordingListener,
+    SwitchableModel,
+)
 from tests.unit.helpers import ManagerFactory, eventually, metric, ref
 
 FAST_CANARY = CanarySettings(
@@ -608,3 +616,51 @@ async def test_busy_while_loading(make: ManagerFactory, loader: FakeLoader) -> N
     assert manager.busy
     await task
     assert not manager.busy
+
+
+# --- swaps stay off the event loop ------------------------------------------------------------
+class _DiesWhere(KeywordModel):
+    """A model that records which thread dropped its last reference."""
+
+    def __init__(self, record: list[str]) -> None:
+        super().__init__()
+        self._record = record
+
+    def __del__(self) -> None:
+        self._record.append(threading.current_thread().name)
+
+
+async def test_the_old_model_is_freed_off_the_event_loop(
+    make: ManagerFactory, loader: FakeLoader, name: str
+) -> None:
+    record: list[str] = []
+    loader.factories[1] = lambda: _DiesWhere(record)
+    manager = make()
+    await manager.deploy(ref(1))
+    old = manager.live
+    assert old is not None
+    await manager.deploy(ref(2))
+    await eventually(lambda: old.state is SlotState.EMPTY)
+    assert record, "the old model was never freed"
+    assert record[0].startswith("test-load"), f"freed on {record[0]}, not the smoke thread"
+    assert metric("bluegreen_models_freed_total", model=name) == 1
+
+
+async def test_the_switch_interval_is_short_only_while_a_version_comes_in(
+    make: ManagerFactory, loader: FakeLoader
+) -> None:
+    default = sys.getswitchinterval()
+    seen: list[float] = []
+
+    def loading() -> KeywordModel:  # on the load thread, inside the swap window
+        seen.append(sys.getswitchinterval())
+        return KeywordModel()
+
+    loader.factories[2] = loading
+    manager = make(swap_switch_interval_ms=0.5)
+    await manager.deploy(ref(1))
+    await manager.deploy(ref(2))
+    old = next(s for s in manager.slots if s is not manager.live)
+    await eventually(lambda: old.state is SlotState.EMPTY)
+    assert seen == [pytest.approx(0.0005)]
+    assert sys.getswitchinterval() == default
