@@ -107,12 +107,21 @@ def write_report(results: dict[str, Any], out: Path, target: Path) -> None:
     for s in swaps:
         lag = s["stats"].get("swap_loop_lag_ms") or {}
         if lag.get("swaps"):
+            where = (
+                f"{s.get('model', 'small')} model, {s['workers']} worker(s), under the section 3 "
+                f"load, max over {lag['swaps']} swaps"
+            )
+            if "own_max" in lag:
+                summary_rows.append(
+                    f"| 3. longest event-loop stall during a swap, the process's own (timer "
+                    f"lateness less the loop thread's wait for a CPU), {where} | "
+                    f"≤ {SWAP_STALL_GOAL_MS:g} ms | {lag['own_max']} ms (median "
+                    f"{lag['own_median']}) | {_ok(lag['own_max'] <= SWAP_STALL_GOAL_MS)} |"
+                )
             summary_rows.append(
-                f"| 3. longest event-loop stall during a swap, {s.get('model', 'small')} "
-                f"model, {s['workers']} worker(s), under the section 3 load (timer lateness: "
-                f"includes queueing on saturated cores; max over {lag['swaps']} swaps) | "
-                f"≤ {SWAP_STALL_GOAL_MS:g} ms | {lag['max']} ms (median {lag['median']}) | "
-                f"{_ok(lag['max'] <= SWAP_STALL_GOAL_MS)} |"
+                f"| 3. the same, raw timer lateness (includes queueing for the saturated "
+                f"cores), {where} | ≤ {SWAP_STALL_GOAL_MS:g} ms | {lag['max']} ms (median "
+                f"{lag['median']}) | {_ok(lag['max'] <= SWAP_STALL_GOAL_MS)} |"
             )
     mem = results.get("memory")
     if mem:
@@ -298,10 +307,15 @@ def _swap_section(swaps: list[dict[str, Any]]) -> list[str]:
         "altered bundle (refused on integrity) and a bundle with NaN probabilities behind a "
         "consistent manifest (refused by smoke). The event-loop stall is each swap's "
         "`swap.loop_lag` event: the server samples its loop every 2 ms from load start until "
-        "the old version is freed.",
+        "the old version is freed. *Raw* is the timer's lateness; *own* subtracts, sample by "
+        "sample, the time the loop thread spent waiting for a CPU (its run-queue wait in "
+        "`/proc/thread-self/schedstat`), leaving what the process did to itself: a blocking "
+        "call on the loop or the GIL held by another thread. On these two cores Locust, the "
+        "registry and the workers all compete, so raw lateness has the same queueing outside "
+        "swaps.",
         "",
         "| model | workers | requests | req/s | failed | steady p50/p95/p99 ms | during swaps "
-        "p50/p95/p99 ms | p99 ratio | longest loop stall ms | versions answered | "
+        "p50/p95/p99 ms | p99 ratio | longest loop stall ms: raw / own | versions answered | "
         "bad versions | final |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -314,7 +328,8 @@ def _swap_section(swaps: list[dict[str, Any]]) -> list[str]:
             f"{s['workers']} | {st['requests']} | {st['rps']} | {st['failed']} | "
             f"{a['p50_ms']:.1f}/{a['p95_ms']:.1f}/{a['p99_ms']:.1f} | "
             f"{b['p50_ms']:.1f}/{b['p95_ms']:.1f}/{b['p99_ms']:.1f} | "
-            f"{st['p99_ratio_swap_vs_steady']} | {lag.get('max', '—')} | "
+            f"{st['p99_ratio_swap_vs_steady']} | {lag.get('max', '—')} / "
+            f"{lag.get('own_max', '—')} | "
             f"{st['versions_seen']} | "
             f"{st['bad_versions']} (never answered) | {st['final_live']} |"
         )

@@ -525,20 +525,29 @@ class Scenario:
 
 def loop_lag_stats(events: list[dict[str, Any]], after: float = 0.0) -> dict[str, Any]:
     """The longest event-loop stall of each swap (the app's `swap.loop_lag` events, measured
-    from load start until the old version was freed), over the swaps of the scenario."""
+    from load start until the old version was freed), over the swaps of the scenario: the raw
+    timer lateness, and the process's own share of it (lateness less the loop thread's wait
+    for a CPU), which is what a swap can cause; the rest is the host's CPU queueing."""
     by_outcome: dict[str, list[float]] = {}
+    own: list[float] = []
     for e in events:
         if float(e.get("ts", 0)) >= after:
             by_outcome.setdefault(str(e["outcome"]), []).append(float(e["max_lag_ms"]))
+            if e.get("max_own_stall_ms") is not None:
+                own.append(float(e["max_own_stall_ms"]))
     every = [v for vs in by_outcome.values() for v in vs]
     if not every:
         return {"swaps": 0}
-    return {
+    stats: dict[str, Any] = {
         "swaps": len(every),
         "max": round(max(every), 2),
         "median": round(sorted(every)[len(every) // 2], 2),
         "max_by_outcome": {k: round(max(v), 2) for k, v in sorted(by_outcome.items())},
     }
+    if len(own) == len(every):
+        stats["own_max"] = round(max(own), 2)
+        stats["own_median"] = round(sorted(own)[len(own) // 2], 2)
+    return stats
 
 
 def _locust_failures(path: Path) -> int:

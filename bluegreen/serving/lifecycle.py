@@ -23,6 +23,7 @@ from bluegreen import metrics, tracing
 from bluegreen.gil import SwitchInterval
 from bluegreen.heap import malloc_trim
 from bluegreen.logging import event
+from bluegreen.loop_lag import WindowLag
 from bluegreen.serving.assignment import KEY_BYTES
 from bluegreen.serving.canary import Decision, judge
 from bluegreen.serving.model_handle import LoadedModel, ModelRef
@@ -109,11 +110,11 @@ class _Superseded(Exception):
 
 
 class LagProbe(Protocol):
-    """Measures event-loop stalls between `open_window` and `close_window` (max, seconds)."""
+    """Measures event-loop stalls between `open_window` and `close_window`."""
 
     def open_window(self) -> None: ...
 
-    def close_window(self) -> float | None: ...
+    def close_window(self) -> WindowLag | None: ...
 
 
 @attrs.frozen
@@ -387,12 +388,13 @@ class SlotManager:
         self._switch_interval.restore()
         if self._lag_probe is None:
             return
-        max_lag = self._lag_probe.close_window()
-        if max_lag is None:
+        lag = self._lag_probe.close_window()
+        if lag is None:
             return
-        metrics.SWAP_LOOP_LAG_MAX.set(max_lag)
+        metrics.SWAP_LOOP_LAG_MAX.set(lag.max_s)
+        own = None if lag.max_own_s is None else round(lag.max_own_s * 1000, 3)
         event(log, "swap.loop_lag", version=version, outcome=outcome,
-              max_lag_ms=round(max_lag * 1000, 3))  # fmt: skip
+              max_lag_ms=round(lag.max_s * 1000, 3), max_own_stall_ms=own)  # fmt: skip
 
     def _smoke(self, model: LoadedModel) -> SmokeReport:
         return run_smoke(
