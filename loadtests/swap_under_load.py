@@ -625,8 +625,12 @@ def run(
     *,
     mlflow: MlflowServer | None = None,
     good_source: tuple[str, str | None, str | None] | None = None,
+    registry_sched_idle: bool = False,
 ) -> list[Result]:
-    """Run the scenario once per worker count (own mlflow server unless one is given)."""
+    """Run the scenario once per worker count (own mlflow server unless one is given).
+
+    ``registry_sched_idle``: the mlflow server runs under SCHED_IDLE meanwhile, standing in
+    for a registry on another host (in production it takes no CPU from the workers)."""
     out.mkdir(parents=True, exist_ok=True)
     own = mlflow is None
     server = mlflow or MlflowServer(out / "mlflow")
@@ -634,9 +638,15 @@ def run(
     try:
         if own:
             server.start()
+        if registry_sched_idle:
+            server.set_sched_idle(True)
         for w in workers:
-            results.append(Scenario(server, w, profile, out, good_source=good_source).run())
+            result = Scenario(server, w, profile, out, good_source=good_source).run()
+            result.stats["registry_sched_idle"] = registry_sched_idle
+            results.append(result)
     finally:
+        if registry_sched_idle and server.proc is not None and server.proc.poll() is None:
+            server.set_sched_idle(False)
         if own:
             server.stop()
     summary = [asdict(r) for r in results]
@@ -655,9 +665,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--publish", type=Path, help="copy PNGs + summary here")
+    parser.add_argument(
+        "--registry-sched-idle", action="store_true",
+        help="run the mlflow server under SCHED_IDLE (a stand-in for a registry on another host)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     out = args.out or REPO / "results" / "swap_under_load" / time.strftime("%Y%m%d-%H%M%S")
-    results = run(args.workers, args.profile, out, args.publish)
+    results = run(
+        args.workers, args.profile, out, args.publish, registry_sched_idle=args.registry_sched_idle
+    )
     ok = True
     for r in results:
         s = r.stats
