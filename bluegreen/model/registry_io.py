@@ -27,7 +27,8 @@ from . import bundle
 from .labels import LABELS
 
 RUNTIME_MODULES = (
-    "labels.py", "textfeat.py", "kernels.py", "charcnn.py", "cascade.py", "inference.py",
+    "labels.py", "textfeat.py", "kernels.py", "charcnn.py", "cascade.py", "pages.py",
+    "inference.py",
 )  # fmt: skip
 PACKAGE_PREFIX = "bluegreen_sentiment_rt_"
 MODEL_ARTIFACT_PATH = "model"
