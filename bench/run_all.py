@@ -954,7 +954,11 @@ def merge_runs(earlier_dir: Path, later: dict[str, Any], parts: list[str]) -> di
     """The earlier run's results with the sections measured now replacing or joining its own;
     the later run is named in `later_runs`, so the report says which run measured what (a
     ratio is still always between numbers of one run)."""
-    merged: dict[str, Any] = json.loads((earlier_dir / "results.json").read_text())
+    # An earlier merge is itself an earlier run: merging into it keeps what it merged
+    source = earlier_dir / "results.merged.json"
+    if not source.exists():
+        source = earlier_dir / "results.json"
+    merged: dict[str, Any] = json.loads(source.read_text())
     for key, value in later.items():
         if key not in {"machine", "command", "model"}:
             merged[key] = value
