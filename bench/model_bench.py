@@ -174,6 +174,15 @@ def _share_rows(pm: Any, shares: list[float], texts: list[str], batch: int) -> l
     return out
 
 
+def _swap_kernel_paths(order: list[str]) -> list[str]:
+    """``order`` with "kernel" and "mapped" in each other's place (when both are there)."""
+    if "kernel" not in order or "mapped" not in order:
+        return order
+    i, j = order.index("kernel"), order.index("mapped")
+    order[i], order[j] = order[j], order[i]
+    return order
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -360,12 +369,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-def _swap_kernel_paths(order: list[str]) -> list[str]:
-    """``order`` with "kernel" and "mapped" in each other's place (when both are there)."""
-    if "kernel" not in order or "mapped" not in order:
-        return order
-    i, j = order.index("kernel"), order.index("mapped")
-    order[i], order[j] = order[j], order[i]
-    return order
