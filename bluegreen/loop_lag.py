@@ -50,6 +50,10 @@ class _RunQueueWait:
         except OSError:
             self._fd = None
 
+    @property
+    def available(self) -> bool:
+        return self._fd is not None
+
     def seconds(self) -> float | None:
         if self._fd is None:
             return None
@@ -119,10 +123,12 @@ class LoopLagProbe:
                 own = None
                 if queued_before is not None and queued_after is not None:
                     own = max(0.0, lag - (queued_after - queued_before))
-                if own is None:
+                    if self._max_own is not None:
+                        self._max_own = max(self._max_own, own)
+                elif not waits.available:
                     self._max_own = None
-                elif self._max_own is not None:
-                    self._max_own = max(self._max_own, own)
+                # else: a sample that began before the window opened (its timer and the
+                # window's wake-up fell due together), with no wait to subtract
                 if lag >= STALL_S:
                     event(log, "loop.stall", logging.DEBUG, lag_ms=round(lag * 1000, 2),
                           own_ms=None if own is None else round(own * 1000, 2))  # fmt: skip

@@ -45,3 +45,13 @@ async def test_run_queue_wait_is_not_counted_as_the_process_own(
 
 async def test_no_window_no_figure() -> None:
     assert LoopLagProbe().close_window() is None
+
+
+async def test_without_schedstat_the_own_share_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unavailable(self: loop_lag._RunQueueWait) -> None:
+        self._fd = None
+
+    monkeypatch.setattr(loop_lag._RunQueueWait, "__init__", unavailable)
+    lag = await _window(LoopLagProbe(), 0.01)
+    assert lag.max_s >= 0.008
+    assert lag.max_own_s is None
