@@ -95,6 +95,14 @@ def write_report(results: dict[str, Any], out: Path, target: Path) -> None:
             f"{st['p99_ratio_swap_vs_steady']}; {st['failed']} | "
             f"{_ok(st['p99_ratio_swap_vs_steady'] <= SWAP_P99_GOAL and st['failed'] == 0)} |"
         )
+        if st.get("app_p99_ratio_swap_vs_steady") is not None:
+            a, b = st["app_steady"], st["app_during_swaps"]
+            summary_rows.append(
+                f"| 3. the same requests, the app's own time only (`Server-Timing`; no queueing "
+                f"on the way to the app): p99 during swaps / steady p99 | attribution | "
+                f"{st['app_p99_ratio_swap_vs_steady']} ({b['p99_ms']:.2f} / {a['p99_ms']:.2f} ms) "
+                f"| — |"
+            )
     for key, label in (("memory", "small"), ("memory_full", "full-size")):
         lag = (results.get(key) or {}).get("swap_loop_lag_ms") or {}
         if lag.get("swaps"):
@@ -283,6 +291,15 @@ def _throughput_section(t: dict[str, Any], mc: dict[str, Any] | None) -> list[st
     return lines
 
 
+def _app_p99(stats: dict[str, Any]) -> str:
+    if stats.get("app_p99_ratio_swap_vs_steady") is None:
+        return "—"
+    return (
+        f"{stats['app_steady']['p99_ms']:.2f} / {stats['app_during_swaps']['p99_ms']:.2f} "
+        f"({stats['app_p99_ratio_swap_vs_steady']})"
+    )
+
+
 def _registry(swap: dict[str, Any]) -> str:
     """Runs with the registry competing for the workers' cores are marked; the others had it
     under SCHED_IDLE, standing in for a registry on another host (older runs: unmarked)."""
@@ -317,7 +334,11 @@ def _swap_section(swaps: list[dict[str, Any]]) -> list[str]:
         "at normal priority, marked, to measure its share of the tail. The event-loop stall "
         "is each swap's "
         "`swap.loop_lag` event: the server samples its loop every 2 ms from load start until "
-        "the old version is freed. *Raw* is the timer's lateness; *own* subtracts, sample by "
+        "the old version is freed. The app's own time is each response's `Server-Timing: "
+        "app;dur=` (from the app receiving the request to its response starting): against "
+        "the client's latency it separates time in the app from queueing on the way to it "
+        "(the event loop, the sockets, and Locust itself on the same two cores). *Raw* is the "
+        "timer's lateness; *own* subtracts, sample by "
         "sample, the time the loop thread spent waiting for a CPU (its run-queue wait in "
         "`/proc/thread-self/schedstat`), leaving what the process did to itself: a blocking "
         "call on the loop or the GIL held by another thread. On these two cores Locust, the "
@@ -325,9 +346,9 @@ def _swap_section(swaps: list[dict[str, Any]]) -> list[str]:
         "swaps.",
         "",
         "| model | workers | requests | req/s | failed | steady p50/p95/p99 ms | during swaps "
-        "p50/p95/p99 ms | p99 ratio | longest loop stall ms: raw / own | versions answered | "
-        "bad versions | final |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "p50/p95/p99 ms | p99 ratio | app's own time p99 ms, steady / swaps (ratio) | "
+        "longest loop stall ms: raw / own | versions answered | bad versions | final |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in swaps:
         st = s["stats"]
@@ -338,7 +359,7 @@ def _swap_section(swaps: list[dict[str, Any]]) -> list[str]:
             f"{s['workers']} | {st['requests']} | {st['rps']} | {st['failed']} | "
             f"{a['p50_ms']:.1f}/{a['p95_ms']:.1f}/{a['p99_ms']:.1f} | "
             f"{b['p50_ms']:.1f}/{b['p95_ms']:.1f}/{b['p99_ms']:.1f} | "
-            f"{st['p99_ratio_swap_vs_steady']} | {lag.get('max', '—')} / "
+            f"{st['p99_ratio_swap_vs_steady']} | {_app_p99(st)} | {lag.get('max', '—')} / "
             f"{lag.get('own_max', '—')} | "
             f"{st['versions_seen']} | "
             f"{st['bad_versions']} (never answered) | {st['final_live']} |"

@@ -22,7 +22,7 @@ from bluegreen.api.health import MetricsController, healthz, readyz
 from bluegreen.api.limits import BodyTimeoutMiddleware
 from bluegreen.api.predict import predict_router
 from bluegreen.api.request_id import OPENAPI_HEADER as REQUEST_ID_HEADER
-from bluegreen.api.request_id import RequestIdMiddleware
+from bluegreen.api.request_id import TIMING_OPENAPI_HEADER, RequestIdMiddleware
 from bluegreen.api.schemas import strict_struct_schema_plugin
 from bluegreen.api.v2 import oip_on_v2_paths, v2_router
 from bluegreen.api.webhooks import DeliveryLog, mlflow_webhook
@@ -132,7 +132,7 @@ def create_app(
             DefineMiddleware(BodyTimeoutMiddleware, timeout_s=settings.limits.body_timeout_s),
         ],
         exception_handlers=oip_on_v2_paths(EXCEPTION_HANDLERS),
-        response_headers=[REQUEST_ID_HEADER],
+        response_headers=[REQUEST_ID_HEADER, TIMING_OPENAPI_HEADER],
         request_max_body_size=settings.limits.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="bluegreen",

@@ -16,7 +16,8 @@ Environment (all optional):
                      default: texts_ko.txt next to this file
   LOADTEST_RPS_USER  per-user request rate (constant throughput); default: think time 0.5-2 s
   LOADTEST_RECORD    write one CSV row per request here (the swap-under-load runner reads it):
-                     t_end,latency_ms,kind,status,ok,version,slot,user,error
+                     t_end,latency_ms,kind,status,ok,version,slot,user,error,server_ms
+                     (server_ms: the response's Server-Timing app duration; empty when absent)
   LOADTEST_BATCH_MAX largest batch to send (default 32; keep <= BLUEGREEN_MAX_BATCH)
   LOADTEST_V2_MODEL  the served model's name: also send Open Inference Protocol (V2) requests,
                      JSON and binary tensor data, checked as strictly; unset: none are sent
@@ -92,18 +93,18 @@ class Recorder:
     def __init__(self, path: str | None) -> None:
         self._file = open(path, "w", buffering=1 << 16, encoding="utf-8") if path else None  # noqa: SIM115
         if self._file is not None:
-            self._file.write("t_end,latency_ms,kind,status,ok,version,slot,user,error\n")
+            self._file.write("t_end,latency_ms,kind,status,ok,version,slot,user,error,server_ms\n")
 
     def write(  # noqa: PLR0917 - one CSV row, in column order
         self, kind: str, latency_ms: float, status: int, ok: bool,
-        version: str, slot: str, user: str, error: str = "",
+        version: str, slot: str, user: str, error: str = "", server_ms: str = "",
     ) -> None:  # fmt: skip
         if self._file is None:
             return
         error = error.replace(",", ";").replace("\n", " ")[:120]
         self._file.write(
             f"{time.time():.4f},{latency_ms:.3f},{kind},{status},{int(ok)},"
-            f"{version},{slot},{user},{error}\n"
+            f"{version},{slot},{user},{error},{server_ms}\n"
         )
 
     def close(self) -> None:
@@ -148,6 +149,16 @@ def check_result(item: Any, where: str) -> None:
         raise ContractError(f"{where}: score {score!r} is not details[sentiment]")
     if max(values) - details[sentiment] > 1e-9:
         raise ContractError(f"{where}: sentiment is not the most probable label")
+
+
+def server_timing_ms(headers: Any) -> str:
+    """The app's own duration from ``Server-Timing: app;dur=<ms>``, as written; "" if absent."""
+    value = headers.get("Server-Timing") or headers.get("server-timing") or ""
+    for metric in value.split(","):
+        name, _, rest = metric.strip().partition(";")
+        if name == "app" and rest.startswith("dur="):
+            return rest[4:]
+    return ""
 
 
 def check_response(body: Any, headers: Any, n_texts: int | None) -> tuple[str, str]:
@@ -286,7 +297,8 @@ class ReviewUser(FastHttpUser):
                 response.failure(error)
             else:
                 response.success()
-            RECORDER.write(kind, latency_ms, status, not error, version, slot, self.key, error)
+            RECORDER.write(kind, latency_ms, status, not error, version, slot, self.key, error,
+                           server_timing_ms(response.headers))  # fmt: skip
 
     @task(14)
     def single_short(self) -> None:

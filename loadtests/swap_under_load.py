@@ -156,6 +156,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
                     "version": int(row["version"]) if row["version"] else None,
                     "user": row["user"],
                     "error": row["error"],
+                    "server": float(row["server_ms"]) if row.get("server_ms") else None,
                 }
             )
     return rows
@@ -435,6 +436,10 @@ class Scenario:
         tail = [r["version"] for r in rows if r["t"] > last_step_end + 1.0]
         locust_failures = _locust_failures(work / "locust_stats.csv")
         steady_p, swap_p = pcts(steady), pcts(swapping)
+        # The app's own time (Server-Timing) for the same requests: what is left of the tail
+        # once queueing on the way to the app (the loop, the sockets, the client) is taken out.
+        steady_app = [r["server"] for r in rows if r["server"] is not None and not in_swap(r["t"])]
+        swap_app = [r["server"] for r in rows if r["server"] is not None and in_swap(r["t"])]
         checks = {
             "zero_failed_requests": not failures and locust_failures == 0,
             "versions_offered_and_smoked": set(versions_seen)
@@ -462,6 +467,13 @@ class Scenario:
             "during_swaps": swap_p,
             "p99_ratio_swap_vs_steady": round(swap_p["p99_ms"] / steady_p["p99_ms"], 3),
             "p95_ratio_swap_vs_steady": round(swap_p["p95_ms"] / steady_p["p95_ms"], 3),
+            "app_steady": pcts(steady_app),
+            "app_during_swaps": pcts(swap_app),
+            "app_p99_ratio_swap_vs_steady": (
+                round(percentile(swap_app, 99) / percentile(steady_app, 99), 3)
+                if steady_app and swap_app
+                else None
+            ),
             "versions_seen": {str(k): v for k, v in sorted(versions_seen.items())},
             "swap_loop_lag_ms": loop_lag_stats(lags, t0 + p.warmup_s),
             "good_versions": self.good,

@@ -203,3 +203,14 @@ def test_the_schema_documents_the_header_and_the_error_field(client: TestClient[
     predict = schema["paths"]["/predict"]["post"]["responses"]
     assert predict["200"]["headers"]["X-Request-ID"]["required"] is True
     assert "request_id" in schema["components"]["schemas"]["ErrorBody"]["properties"]
+
+
+def test_every_response_says_how_long_the_app_took(client: TestClient[Any]) -> None:
+    for response in (
+        client.post("/predict", json={"text": "최고"}),
+        client.post("/predict", json={"text": 3}),  # the app's own 4xx
+        client.get("/no-such-route"),  # the router's 404
+    ):
+        timing = re.fullmatch(r"app;dur=(\d+\.\d{3})", response.headers["server-timing"])
+        assert timing is not None, response.headers["server-timing"]
+        assert 0 < float(timing.group(1)) < 10_000
