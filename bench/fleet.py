@@ -145,10 +145,11 @@ def section(fleet: dict[str, Any]) -> list[str]:
             if c["max_over_bound_s"] <= 0
             else f"**{c['max_over_bound_s']:.3f} s past it**."
         ),
-        f"- Replica {t['replica']} drained in HAProxy ({t['drained_s']} s until nothing was in "
-        f"flight there), then SIGTERM: exited {t['exit_code']} after {t['exit_s']} s; "
-        f"HAProxy marked it down {t['marked_down_s']} s later. Restarted and set ready in "
-        f"HAProxy at once, it passed its `/readyz` checks {r['marked_up_s']} s after the start "
+        f"- Replica {t['replica']} got SIGTERM with no drain in HAProxy first: it failed "
+        f"`/readyz` and kept serving for its shutdown delay ({t['shutdown_delay_s']:g} s), "
+        f"exited {t['exit_code']} after {t['exit_s']} s, and HAProxy showed it down "
+        f"{t['marked_down_s']} s later. Restarted, it passed its `/readyz` checks "
+        f"{r['marked_up_s']} s after the start "
         f"and every worker served v{r['fleet_version']} (the version the fleet had rolled back "
         f"to while it was down) {r['ready_s']} s after the start; the second rollback went "
         "through it.",

@@ -27,6 +27,7 @@ from bluegreen.api.schemas import strict_struct_schema_plugin
 from bluegreen.api.v2 import oip_on_v2_paths, v2_router
 from bluegreen.api.webhooks import DeliveryLog, mlflow_webhook
 from bluegreen.bootstrap import bootstrap_if_empty
+from bluegreen.edge.shutdown import CloseWhileStopping, ShutdownDelay, Stopping
 from bluegreen.logging import configure_logging, event
 from bluegreen.registry import Registry, configure_mlflow_client_env
 from bluegreen.settings import Settings
@@ -70,6 +71,8 @@ def create_app(
     settings = settings or Settings.from_env()
     configure_logging(settings.observability.log_level)
     configure_mlflow_client_env(settings.effective_tracking_uri, settings.registry.timeout_s)
+    stopping = Stopping()
+    shutdown_delay = ShutdownDelay(settings.edge.shutdown_delay_s, stopping)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -78,6 +81,7 @@ def create_app(
         if settings.observability.tracing:
             tracing.enable()
         runtime = Runtime.build(settings, registry, loader_factory)
+        runtime.stopping = stopping
         app.state.runtime = runtime
         runtime.status = "waiting for the registry"
         if settings.should_bootstrap:
@@ -98,9 +102,11 @@ def create_app(
               alias=settings.registry.model_alias,
               registry=_redact(settings.effective_tracking_uri), admin=settings.admin.enabled,
               canary_percent=settings.canary.percent)  # fmt: skip
+        shutdown_delay.install()  # here: uvicorn's own SIGTERM handler is in place by now
         try:
             yield
         finally:
+            shutdown_delay.uninstall()
             event(log, "app.stopping")
             await runtime.close()
             metrics.mark_this_process_dead()
@@ -151,6 +157,7 @@ def create_app(
     if settings.observability.tracing:
         app.asgi_handler = tracing.TracingMiddleware(app.asgi_handler)
     app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
+    app.asgi_handler = CloseWhileStopping(app.asgi_handler, stopping)
     return app
 
 

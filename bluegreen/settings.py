@@ -423,6 +423,14 @@ class EdgeSettings:
         validator=_networks,
         shown="none",
     )
+    shutdown_delay_s: float = setting(
+        0.0,
+        "After SIGTERM, keep serving this long while /readyz answers 503 and responses say "
+        "`Connection: close`, so a load balancer that health-checks /readyz moves traffic "
+        "away before the listener closes; then drain. A second SIGTERM, or SIGINT, stops at "
+        "once. 0: stop at once (Kubernetes drops a stopping pod from its endpoints itself).",
+        validator=_non_negative,
+    )
 
 
 @attrs.frozen(kw_only=True)

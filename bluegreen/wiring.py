@@ -14,6 +14,7 @@ import attrs
 from bluegreen.control.admin_actions import AdminActions
 from bluegreen.control.calls import RegistryCalls
 from bluegreen.control.controller import Controller
+from bluegreen.edge.shutdown import Stopping
 from bluegreen.loading.loader import VersionLoader
 from bluegreen.logging import event
 from bluegreen.loop_lag import LoopLagProbe
@@ -89,6 +90,8 @@ class Runtime:
     """Why the process is not ready yet (bootstrapping, waiting for registry...)."""
     status_detail: str | None = None
     tasks: list[asyncio.Task[None]] = attrs.Factory(list)
+    stopping: Stopping = attrs.Factory(Stopping)
+    """Set by SIGTERM while `BLUEGREEN_SHUTDOWN_DELAY_S` runs (`bluegreen.edge.shutdown`)."""
 
     @classmethod
     def build(
@@ -166,6 +169,8 @@ class Runtime:
             start()
 
     def readiness(self) -> Readiness:
+        if self.stopping.active:
+            return Readiness(False, "shutting down")
         live = self.manager.live
         if live is not None:
             return Readiness(True, "serving")

@@ -6,7 +6,7 @@ registry with one canary key, behind `tests.support.haproxy.HAProxy`. `stop()` a
 up, whatever failed.
 
 `FleetScenario`: under constant load through the proxy, move the alias, run a canary, SIGTERM
-one replica (drained in the proxy first, as a planned restart is: see `tests.support.haproxy`)
+one replica (no drain in the proxy first: it fails `/readyz` through its shutdown delay)
 and roll back while it is down, restart it, and roll back again through it. Each
 step measures, per worker process, how long the fleet took to follow (see `Convergence`). The
 integration test asserts on the result; `bench/fleet.py` reports it.
@@ -44,6 +44,7 @@ TOKEN = "fleet-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}", "X-Admin-Actor": "fleet-test"}
 CANARY_KEY = "fleet-canary-key-shared-by-every-replica"
 """One key fleet-wide: a client key lands in the canary on every replica or on none."""
+SHUTDOWN_DELAY_S = 3.0
 REGISTRY_CALLS_TO_NOTICE = 4
 """Registry round trips between an alias move and the start of a process's load, besides the
 wait for its next control tick: the control check that ends one interval (the next tick is
@@ -67,6 +68,9 @@ def fleet_env(model_name: str, control_interval_s: float) -> dict[str, str]:
         "BLUEGREEN_CANARY_MIN_SECONDS": "2",
         "BLUEGREEN_CANARY_MAX_SECONDS": "30",
         "BLUEGREEN_CANARY_MIN_PAIRS": "0",
+        # A SIGTERMed replica fails /readyz and keeps serving this long: more than the proxy's
+        # checks take to mark it down (`fall 2`: the next check, then one `fastinter` later).
+        "BLUEGREEN_SHUTDOWN_DELAY_S": f"{SHUTDOWN_DELAY_S:g}",
     }
 
 
@@ -577,13 +581,15 @@ class FleetScenario:
             actions.append(self._canary_share(0, pids, watcher))
             time.sleep(self.settle_s)
 
-            self.log(f"drain {victim.name} in the proxy, SIGTERM it, roll back while it is down")
-            drain_s = fleet.haproxy.drain(victim.name)
+            # No drain in the proxy first: the replica takes itself out of rotation (its
+            # /readyz fails for BLUEGREEN_SHUTDOWN_DELAY_S before its listener closes), so an
+            # unplanned SIGTERM (a rolling update, `docker stop`) loses nothing either.
+            self.log(f"SIGTERM {victim.name}, roll back while it is down")
             code, exit_s = victim.terminate()
             down_s = fleet.haproxy.wait_status(victim.name, "DOWN", timeout=30)
             terminated = {
                 "replica": victim.name,
-                "drained_s": round(drain_s, 3),
+                "shutdown_delay_s": SHUTDOWN_DELAY_S,
                 "exit_code": code,
                 "exit_s": round(exit_s, 3),
                 "marked_down_s": round(down_s, 3),
@@ -595,10 +601,8 @@ class FleetScenario:
             self.log(f"restart {victim.name}")
             restart_started = time.time()
             victim.restart()
-            # Back in the proxy at once, as an operator's restart script does: its /readyz
-            # checks keep traffic away until a worker serves, and a request that reaches a
-            # sibling still loading (503) is replayed on another replica.
-            fleet.haproxy.set_state(victim.name, "ready")
+            # Its /readyz checks keep traffic away until a worker serves, and a request that
+            # reaches a sibling still loading (503) is replayed on another replica.
             up_s = fleet.haproxy.wait_status(victim.name, "UP", timeout=180)
             up_at = time.time()
             serving = victim.wait_serving()

@@ -37,15 +37,13 @@ has a reason:
   the audit log names the client behind the proxy.
 * `X-Served-By: <server name>` on every response, so a client (the tests' load generator)
   can tell which replica answered.
-* **A planned stop drains the replica first** (`drain`: the runtime API's `set server ...
-  state drain`, then wait until no request is in flight there), and only then sends SIGTERM;
-  the restarted replica is set `ready` again and comes back when its checks pass. Without
-  the drain, a SIGTERM loses the requests HAProxy already sent to a replica that had stopped
-  accepting: its workers close their listeners at once, connections still queued there are
-  reset, and HAProxy 2.6 replays a request on a clean close (`empty-response`) but not on a
-  reset (a read error), so the client gets a 502, or a silently closed keep-alive connection.
-  An app that failed `/readyz` on SIGTERM and kept serving for a few check intervals before
-  closing its listener would not need the drain.
+* **A stop needs no drain in the proxy.** The replicas run with `BLUEGREEN_SHUTDOWN_DELAY_S`
+  longer than `fall 2` takes: a SIGTERMed replica fails `/readyz`, keeps serving, and says
+  `Connection: close` on its responses, until the checks have marked it down; only then
+  does it close its listener. Without that delay, a SIGTERM lost the requests HAProxy had
+  already sent to a replica that stopped accepting at once: connections still queued there
+  were reset, and HAProxy replays a request on a clean close (`empty-response`) but not on
+  a reset (a read error), so the client got a 502.
 * Logs go to stdout (`option httplog` with `dontlog-normal`: only requests that failed,
   retried or were redispatched), and a runtime API socket answers `show stat`, which the
   tests read for server states and retry counts.
@@ -218,16 +216,6 @@ class HAProxy(Process):
         answer = self.command(f"set server {BACKEND}/{name} state {state}").strip()
         if answer:
             raise RuntimeError(f"haproxy: set server {name} state {state}: {answer}")
-
-    def drain(self, name: str, timeout: float = 30.0) -> float:
-        """Send no new request to `name` and wait until none is in flight there; seconds."""
-        started = time.monotonic()
-        self.set_state(name, "drain")
-        while int(self.stats()[name].get("scur") or 0) > 0:
-            if time.monotonic() - started > timeout:
-                raise TimeoutError(f"{name} still has requests in flight after {timeout}s")
-            time.sleep(0.05)
-        return time.monotonic() - started
 
     def retry_counts(self) -> dict[str, int]:
         """Retries and redispatches HAProxy made (connection or L7), over the whole run."""

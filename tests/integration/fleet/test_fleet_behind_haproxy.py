@@ -1,6 +1,7 @@
 """A fleet behind a real load balancer (issue 17): three replicas of two workers each behind
 HAProxy, under constant load, follow an alias move, a canary, two rollbacks and the SIGTERM
-and restart of one replica (drained in the proxy first, as a planned restart is), without
+and restart of one replica (no drain in the proxy: it fails `/readyz` through its shutdown
+delay first), without
 failing a request, each worker process within the control interval plus one load."""
 
 from __future__ import annotations

@@ -118,3 +118,14 @@ def test_swap_moves_version_info_and_counts_a_hot_swap(
     assert ok == 1
     assert value(after, "model_version_info", 'version="2"') == 1
     assert value(after, "model_version_info", 'version="1"') == 0
+
+
+def test_readyz_503_while_stopping_and_requests_still_served(api: ClientFactory) -> None:
+    with api() as client:
+        client.app.state.runtime.stopping.since = 0.0  # what SIGTERM sets with a delay
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["reason"] == "shutting down"
+        answer = client.post("/predict", json={"text": "좋아요"})
+        assert answer.status_code == 200
+        assert answer.headers["connection"] == "close"
