@@ -8,6 +8,7 @@ without touching the live slot; "no such thing" is an ordinary answer.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import secrets
@@ -197,18 +198,29 @@ class Registry:
         return sorted(infos, key=lambda i: i.version, reverse=True)
 
     def append_history(
-        self, entry_json: str, keep: int, current: tuple[tuple[str, str], ...] | None = None
+        self,
+        entry_json: str,
+        keep: int,
+        current: tuple[tuple[str, str], ...] | None = None,
+        *,
+        event_id: str | None = None,
     ) -> str:
         """Add one history entry after the newest, then drop the oldest beyond `keep`.
 
         Each entry is a tag of its own, so writers never rewrite each other's entries. The
         sequence number orders them; the nonce keeps two processes that append at the same
-        moment (same sequence number) from overwriting each other. `current` is the history
-        as just read (saves reading it again). Returns the tag's key."""
+        moment (same sequence number) from overwriting each other. `event_id` names an event
+        that several processes record on their own (every worker that follows one alias
+        move): in place of the nonce, its digest makes them all write the same key when they
+        append at the same moment, so the log keeps one entry, not one per process. `current`
+        is the history as just read (saves reading it again). Returns the tag's key."""
         history = self.control_view().history if current is None else current
         seqs = [_seq_of(key) for key, _ in history]
         seq = max(seqs, default=0) + 1
-        key = f"{HISTORY_TAG_PREFIX}{seq:0{HISTORY_SEQ_DIGITS}d}-{secrets.token_hex(3)}"
+        nonce = (
+            hashlib.sha256(event_id.encode()).hexdigest()[:6] if event_id else secrets.token_hex(3)
+        )
+        key = f"{HISTORY_TAG_PREFIX}{seq:0{HISTORY_SEQ_DIGITS}d}-{nonce}"
         self._call(self._client.set_registered_model_tag, self.model_name, key, entry_json)
         for old, _ in history[: max(0, len(history) + 1 - keep)]:
             with contextlib.suppress(UnknownVersion):

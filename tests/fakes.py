@@ -259,7 +259,12 @@ class FakeRegistry:
         self.canary_percent = percent
 
     def append_history(
-        self, entry_json: str, keep: int, current: tuple[tuple[str, str], ...] | None = None
+        self,
+        entry_json: str,
+        keep: int,
+        current: tuple[tuple[str, str], ...] | None = None,
+        *,
+        event_id: str | None = None,
     ) -> str:
         self._check("append_history")
         keys = sorted(k for k in self.model_tags if k.startswith(HISTORY_TAG_PREFIX))

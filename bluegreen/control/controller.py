@@ -237,7 +237,7 @@ class Controller:
         await self.record(
             history.Entry(good, bad, history.Action.REPAIR, SYSTEM,
                           f"version {bad} rejected: {reason}", time.time()),
-            view=view,
+            view=view, event_id=f"repair:{bad}:{good}",
         )  # fmt: skip
         await self.calls(self.registry.restore_alias, good, bad)
         event(log, "registry.alias.repaired", version=good, rejected_version=bad)
@@ -255,7 +255,8 @@ class Controller:
             time.time(),
         )  # fmt: skip
         try:
-            await self.record(entry, unless_top=True, only_if_alias=True)
+            await self.record(entry, unless_top=True, only_if_alias=True,
+                              event_id=f"{action.value}:{target.version}")  # fmt: skip
         except (RegistryUnavailable, UnknownVersion) as exc:
             event(log, "registry.history.failed", logging.WARNING, version=target.version,
                   error=str(exc)[:300])  # fmt: skip
@@ -267,13 +268,15 @@ class Controller:
         unless_top: bool = False,
         only_if_alias: bool = False,
         view: ControlView | None = None,
+        event_id: str | None = None,
     ) -> bool:
         """Append a history entry (read fresh first). With `unless_top`, nothing is written
         when the log already ends on the entry's version: several processes that follow the
         same alias move leave one entry, not one each. With `only_if_alias`, nothing is
         written unless the alias still names it: a process that finishes a slow load after
         the fleet moved on (a rollback meanwhile) must not log a step forward. `view`: one
-        just read, to save the call."""
+        just read, to save the call. `event_id`: the same for every process that records
+        this event on its own (see `Registry.append_history`)."""
         if view is None:
             view = await self.calls(self.registry.control_view)
         current = history.parse(view.history)
@@ -282,7 +285,9 @@ class Controller:
             self.history = current
             return False
         key = await self.calls(
-            self.registry.append_history, entry.to_json(), self.history_max, view.history
+            lambda: self.registry.append_history(
+                entry.to_json(), self.history_max, view.history, event_id=event_id
+            )
         )
         self.history = [*current, attrs.evolve(entry, key=key)][-self.history_max :]
         metrics.HISTORY_ENTRIES.labels(entry.action.value).inc()
@@ -415,7 +420,7 @@ class Controller:
             await self.record(
                 history.Entry(ref.version, previous.version if previous else None,
                               history.Action.CANARY, "bluegreen canary", reason, time.time()),
-                unless_top=True,
+                unless_top=True, event_id=f"canary:{ref.version}",
             )  # fmt: skip
         except (RegistryUnavailable, UnknownVersion) as exc:
             event(log, "registry.tag.failed", logging.WARNING, version=ref.version,

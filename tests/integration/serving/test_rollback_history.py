@@ -1,6 +1,7 @@
 """The fleet's promotion history lives in the registry: rollback walks back one step per call
 (v3 -> v2 -> v1), never forward, and a restarted server follows the same history; a version
-rejected by an admin is un-rejected and then served. Real mlflow server, real uvicorn."""
+rejected by an admin is un-rejected and then served; workers that record the same event at
+the same moment leave one entry. Real mlflow server, real uvicorn."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from bluegreen.control import history
+from bluegreen.registry import Registry
 from tests.integration.conftest import AppFactory
 from tests.support.faults import served_version, wait_until
 from tests.support.models import TestRegistry
@@ -111,3 +114,27 @@ def test_a_rejected_version_is_unrejected_and_then_served(
     actions = [(e["action"], e["version"]) for e in admin(app.url, "GET", "/versions").json()[
         "history"]]  # fmt: skip
     assert actions[:2] == [("pin", v2), ("repair", v1)]
+
+
+def test_processes_that_record_one_event_at_the_same_moment_leave_one_entry(
+    registry: TestRegistry,
+) -> None:
+    registry.register()
+    # Two workers' registry clients; both read the history, then both append: the
+    # interleaving that gave every follower of one alias move an entry of its own.
+    first, second = (Registry(registry.tracking_uri, registry.model_name, "production", ())
+                     for _ in range(2))  # fmt: skip
+    follow = history.Entry(2, 1, history.Action.PROMOTE, "bluegreen", "followed alias", 1.0)
+    for event_id in ("promote:2", None):
+        read_first, read_second = first.control_view(), second.control_view()
+        keys = {
+            first.append_history(follow.to_json(), 100, read_first.history, event_id=event_id),
+            second.append_history(follow.to_json(), 100, read_second.history, event_id=event_id),
+        }
+        entries = history.parse(first.control_view().history)
+        if event_id is not None:
+            assert len(keys) == 1, keys
+            assert len(entries) == 1, entries
+        else:  # distinct events (two admins' actions) must both stay
+            assert len(keys) == 2, keys
+            assert len(entries) == 3, entries
