@@ -339,6 +339,12 @@ class AdminSettings:
         validator=_positive,
     )
     auth_window_s: float = setting(60.0, "Window of the failed-login count.", validator=_positive)
+    reload_wait_s: float = setting(
+        10.0,
+        "Longest `POST /admin/reload` waits for its reconcile (a load it starts, or one in "
+        "progress); then it answers 202 `in_progress` and the reconcile goes on.",
+        validator=_positive,
+    )
     webhook_secret: str | None = setting(
         None,
         "HMAC secret of MLflow registry webhooks; unset disables the webhook route.",

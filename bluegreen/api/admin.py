@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 import msgspec
-from litestar import Request, Router, get, post, put
+from litestar import Request, Response, Router, get, post, put
 from litestar.datastructures import State
 from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
@@ -20,6 +20,7 @@ from bluegreen.api.schemas import (
     UnrejectRequest,
     VersionsResponse,
 )
+from bluegreen.control.planner import ReconcileStatus
 from bluegreen.logging import event
 from bluegreen.wiring import Runtime
 
@@ -155,12 +156,25 @@ async def unreject(
     return result
 
 
-@post("/reload", responses=ADMIN_ERRORS, status_code=200, summary="Reconcile with the registry now")
-async def reload(state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
+@post(
+    "/reload",
+    responses={
+        **ADMIN_ERRORS,
+        202: ResponseSpec(
+            dict[str, Any],
+            description="status in_progress: the reconcile outlasted BLUEGREEN_ADMIN_RELOAD_WAIT_S "
+            "and goes on",
+        ),
+    },
+    status_code=200,
+    summary="Reconcile with the registry now",
+)
+async def reload(state: State, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     runtime: Runtime = state.runtime
-    result = (await runtime.controller.reconcile()).as_dict()
-    _audit(request, "reload", result)
-    return result
+    result = await runtime.controller.reload(runtime.settings.admin.reload_wait_s)
+    body = result.as_dict()
+    _audit(request, "reload", body)
+    return Response(body, status_code=202 if result.status is ReconcileStatus.IN_PROGRESS else 200)
 
 
 @put(

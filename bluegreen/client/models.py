@@ -190,7 +190,8 @@ class RollbackResult(msgspec.Struct, frozen=True):
 
 class ReloadResult(msgspec.Struct, frozen=True):
     status: str
-    """deployed, unchanged, no_target, skipped_rejected or failed."""
+    """deployed, unchanged, no_target, skipped_rejected, repaired, failed, or in_progress
+    (202: the reconcile outlasted the server's wait and goes on)."""
     version: int | None = None
     source: str | None = None
     detail: str = ""

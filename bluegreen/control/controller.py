@@ -66,6 +66,13 @@ class ReconcileResult:
         return attrs.asdict(self)
 
 
+def _retrieve(task: asyncio.Future[ReconcileResult]) -> None:
+    """A reconcile nobody waits for any more: its outcome is logged by `reconcile` itself (or
+    by the loop's next poll); reading the exception keeps asyncio from reporting it."""
+    if not task.cancelled():
+        task.exception()
+
+
 def backoff_delay(failures: int, base: float, cap: float, rng: random.Random) -> float:
     """Exponential backoff with full jitter in [0.5, 1.5) of the nominal delay."""
     nominal = min(cap, base * 2.0 ** max(0, failures - 1))
@@ -117,6 +124,32 @@ class Controller:
         same version would load (and reject) it a second time."""
         async with self._reconcile_lock:
             return await self._reconcile_locked()
+
+    async def reload(self, wait_s: float) -> ReconcileResult:
+        """An admin's "look at the registry now", answered within `wait_s`.
+
+        When the loop is reconciling, it is woken first: a deploy it is watching reads the
+        registry again and abandons a load the registry no longer wants (a stuck one too),
+        which also frees the reconcile lock this call then takes. (When it is not, this call's
+        own reconcile does the work, and its answer says what it did.) When its reconcile
+        takes longer than `wait_s` (a stuck load the registry still wants holds it until the
+        load deadline), the answer is IN_PROGRESS and the reconcile goes on, rather than the
+        admin's request hanging."""
+        if self._reconcile_lock.locked():
+            self.wake()
+        task = asyncio.ensure_future(self.reconcile())
+        done, _ = await asyncio.wait({task}, timeout=wait_s)
+        if task in done:
+            return task.result()
+        task.add_done_callback(_retrieve)
+        loading = self.manager.loading
+        detail = f"still reconciling after {wait_s:g} s"
+        if loading is not None:
+            detail += f" (loading version {loading.version})"
+        return ReconcileResult(
+            ReconcileStatus.IN_PROGRESS, loading.version if loading else None, None,
+            f"{detail}; /admin/slots shows how it ends",
+        )  # fmt: skip
 
     async def _reconcile_locked(self) -> ReconcileResult:
         try:

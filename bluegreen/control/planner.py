@@ -23,6 +23,9 @@ class ReconcileStatus(enum.StrEnum):
     SKIPPED_REJECTED = "skipped_rejected"
     REPAIRED = "repaired"
     FAILED = "failed"
+    IN_PROGRESS = "in_progress"
+    """Only an admin reload's answer: its reconcile was still running when it stopped waiting
+    (`Controller.reload`); never a plan's."""
 
 
 @attrs.frozen

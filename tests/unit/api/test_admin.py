@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from bluegreen.api.admin_auth import FailureThrottle
 from bluegreen.logging import JsonFormatter
-from tests.fakes import FakeRegistry
+from tests.fakes import FakeLoader, FakeRegistry
 from tests.unit.api.conftest import ADMIN, TOKEN, ClientFactory
 
 JSON = {"Content-Type": "application/json"}
@@ -251,6 +251,22 @@ def test_admin_canary_reload_promote_and_abort(api: ClientFactory, registry: Fak
         assert aborted.status_code == 200
         assert aborted.json() == {"aborted_version": 3}
         assert "bluegreen.rejected" in registry.versions[3]
+
+
+def test_reload_behind_a_stuck_load_is_202_in_progress(
+    api: ClientFactory, registry: FakeRegistry, loader: FakeLoader
+) -> None:
+    loader.hangs.add(2)
+    try:
+        with api(admin_reload_wait_s=0.3, load_timeout_s=30) as client:
+            registry.add(2)
+            response = client.post("/admin/reload", headers=ADMIN)
+            assert response.status_code == 202, response.text
+            assert response.json()["status"] == "in_progress"
+            assert response.json()["version"] == 2
+            assert client.get("/readyz").json()["version"] == 1  # live serves meanwhile
+    finally:
+        loader.unblock.set()
 
 
 def test_registry_down_on_reload_is_503(api: ClientFactory, registry: FakeRegistry) -> None:
