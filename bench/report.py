@@ -85,12 +85,13 @@ def write_report(results: dict[str, Any], out: Path, target: Path) -> None:
             f"{ratios['predict_vs_healthz_rps_w1']} | "
             f"{_ok(ratios['predict_vs_healthz_rps_w1'] >= 0.5)} |",
         ]
-    swaps = results.get("swap") or []
+    # the same table for both loads: the headroom runs are marked (`_marks`)
+    swaps = (results.get("swap") or []) + (results.get("swap_headroom") or [])
     for s in swaps:
         st = s["stats"]
         label = s.get("model", "small")
         summary_rows.append(
-            f"| 3. swap under load, {label} model, {s['workers']} worker(s){_registry(s)}: p99 "
+            f"| 3. swap under load, {label} model, {s['workers']} worker(s){_marks(s)}: p99 "
             f"during swaps / steady p99; failed requests | ≤ {SWAP_P99_GOAL}; 0 | "
             f"{st['p99_ratio_swap_vs_steady']}; {st['failed']} | "
             f"{_ok(st['p99_ratio_swap_vs_steady'] <= SWAP_P99_GOAL and st['failed'] == 0)} |"
@@ -116,8 +117,8 @@ def write_report(results: dict[str, Any], out: Path, target: Path) -> None:
         lag = s["stats"].get("swap_loop_lag_ms") or {}
         if lag.get("swaps"):
             where = (
-                f"{s.get('model', 'small')} model, {s['workers']} worker(s){_registry(s)}, under "
-                f"the section 3 load, max over {lag['swaps']} swaps"
+                f"{s.get('model', 'small')} model, {s['workers']} worker(s){_marks(s)}, under "
+                f"its section 3 load, max over {lag['swaps']} swaps"
             )
             if "own_max" in lag:
                 summary_rows.append(
@@ -300,10 +301,14 @@ def _app_p99(stats: dict[str, Any]) -> str:
     )
 
 
-def _registry(swap: dict[str, Any]) -> str:
-    """Runs with the registry competing for the workers' cores are marked; the others had it
-    under SCHED_IDLE, standing in for a registry on another host (older runs: unmarked)."""
-    return ", registry at normal priority" if swap.get("registry") == "normal" else ""
+def _marks(swap: dict[str, Any]) -> str:
+    """Runs with the registry competing for the workers' cores are marked (the others had it
+    under SCHED_IDLE, standing in for a registry on another host; older runs: unmarked), and
+    so are the runs at half the load."""
+    marks = ", registry at normal priority" if swap.get("registry") == "normal" else ""
+    if swap.get("profile") == "headroom":
+        marks += ", half the load"
+    return marks
 
 
 def _swap_section(swaps: list[dict[str, Any]]) -> list[str]:
@@ -343,7 +348,10 @@ def _swap_section(swaps: list[dict[str, Any]]) -> list[str]:
         "`/proc/thread-self/schedstat`), leaving what the process did to itself: a blocking "
         "call on the loop or the GIL held by another thread. On these two cores Locust, the "
         "registry and the workers all compete, so raw lateness has the same queueing outside "
-        "swaps.",
+        "swaps. The full profile (20 Locust users at 10 req/s each) leaves the workers no idle "
+        "CPU, so whatever a swap costs queues requests; the rows marked *half the load* run "
+        "the same swaps at 10 users (`--profile headroom`, bench part `swap-headroom`), where "
+        "the two cores have room, to show what the swap itself adds.",
         "",
         "| model | workers | requests | req/s | failed | steady p50/p95/p99 ms | during swaps "
         "p50/p95/p99 ms | p99 ratio | app's own time p99 ms, steady / swaps (ratio) | "
@@ -355,7 +363,7 @@ def _swap_section(swaps: list[dict[str, Any]]) -> list[str]:
         a, b = st["steady"], st["during_swaps"]
         lag = st.get("swap_loop_lag_ms") or {}
         lines.append(
-            f"| {s.get('model', 'small')}{_registry(s)} | "
+            f"| {s.get('model', 'small')}{_marks(s)} | "
             f"{s['workers']} | {st['requests']} | {st['rps']} | {st['failed']} | "
             f"{a['p50_ms']:.1f}/{a['p95_ms']:.1f}/{a['p99_ms']:.1f} | "
             f"{b['p50_ms']:.1f}/{b['p95_ms']:.1f}/{b['p99_ms']:.1f} | "
@@ -368,7 +376,7 @@ def _swap_section(swaps: list[dict[str, Any]]) -> list[str]:
     for s in swaps:
         failed = [k for k, v in s["checks"].items() if not v]
         lines.append(
-            f"- {s.get('model', 'small')} model, {s['workers']} worker(s){_registry(s)}: checks "
+            f"- {s.get('model', 'small')} model, {s['workers']} worker(s){_marks(s)}: checks "
             + ("all passed" if not failed else f"FAILED: {', '.join(failed)}")
             + f" ({', '.join(s['checks'])}); RSS per worker MiB (first/max/last): "
             + "; ".join(
@@ -380,9 +388,11 @@ def _swap_section(swaps: list[dict[str, Any]]) -> list[str]:
     for s in swaps:
         label = s.get("model", "small")
         suffix = "_registry-normal" if s.get("registry") == "normal" else ""
+        if s.get("profile") == "headroom":
+            suffix += "_headroom"
         png = _publish(s["png"], f"timeline_{label}_w{s['workers']}{suffix}.png")
         lines.append(
-            f"![swap under load, {label} model, {s['workers']} worker(s){_registry(s)}]({png})"
+            f"![swap under load, {label} model, {s['workers']} worker(s){_marks(s)}]({png})"
         )
         lines.append("")
     return lines

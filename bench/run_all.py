@@ -795,7 +795,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["throughput", "swap", "memory", "model", "edge", "tracing", "v2", "fleet"],
+        choices=[
+            "throughput",
+            "swap",
+            "swap-headroom",
+            "memory",
+            "model",
+            "edge",
+            "tracing",
+            "v2",
+            "fleet",
+        ],
     )
     parser.add_argument("--duration", type=float, help="seconds per wrk run")
     parser.add_argument("--swaps", type=int, help="swaps for the memory benchmark")
@@ -826,7 +836,18 @@ def main(argv: list[str] | None = None) -> int:
         log(f"wrote {args.write}")
         return 0
     parts = set(
-        args.only or ["throughput", "swap", "memory", "model", "edge", "tracing", "v2", "fleet"]
+        args.only
+        or [
+            "throughput",
+            "swap",
+            "swap-headroom",
+            "memory",
+            "model",
+            "edge",
+            "tracing",
+            "v2",
+            "fleet",
+        ]
     )
     out = args.out or REPO / "results" / "bench" / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
@@ -903,38 +924,12 @@ def main(argv: list[str] | None = None) -> int:
                 results["shared_memory"] = shared_memory(out, model)
         if "swap" in parts:
             log("3. swap under load")
-            from loadtests import swap_under_load
-
-            profile = "short" if args.quick else "full"
-            sources = {"small": model.source if full_size else None}
-            if full_size:
-                sources["full-size"] = model.ensure_full_size()
-            results["swap"] = []
-            # The registry stands in for one on another host (SCHED_IDLE: no CPU the workers
-            # want); then the heaviest case once more with it competing for the two cores, so
-            # that its share of the swap tail is measured, not assumed.
-            runs = [(label, source, [1, 2], True) for label, source in sources.items()]
-            if full_size:
-                runs.append(("full-size", sources["full-size"], [2], False))
-            for label, source, workers, registry_idle in runs:
-                swap_results = swap_under_load.run(
-                    workers, profile,
-                    out / f"swap-{label}{'' if registry_idle else '-registry-normal'}",
-                    mlflow=model.server, good_source=source, registry_sched_idle=registry_idle,
-                )  # fmt: skip
-                results["swap"] += [
-                    {
-                        "model": label if full_size else "keyword",
-                        "workers": r.workers,
-                        "registry": "sched_idle" if registry_idle else "normal",
-                        "checks": r.checks,
-                        "stats": r.stats,
-                        "png": r.png,
-                        "steps": r.steps,
-                        "profile": profile,
-                    }
-                    for r in swap_results
-                ]
+            results["swap"] = swap_runs(model, out, "short" if args.quick else "full",
+                                        full_size, attribution=True)  # fmt: skip
+        if "swap-headroom" in parts and not args.quick:
+            log("3. swap under half the load")
+            results["swap_headroom"] = swap_runs(model, out, "headroom", full_size,
+                                                 attribution=False)  # fmt: skip
     finally:
         model.stop()
     (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
@@ -948,6 +943,46 @@ def main(argv: list[str] | None = None) -> int:
         write_report(results, out, args.write)
         log(f"wrote {args.write}")
     return 0
+
+
+def swap_runs(
+    model: ModelUnderTest, out: Path, profile: str, full_size: bool, *, attribution: bool
+) -> list[dict[str, Any]]:
+    """Section 3's scenarios under one load profile: each model with 1 and 2 workers, the
+    registry under SCHED_IDLE (standing in for one on another host: no CPU the workers want).
+    With `attribution`, the heaviest case once more with the registry competing for the two
+    cores, so that its share of the swap tail is measured, not assumed."""
+    from loadtests import swap_under_load
+
+    sources = {"small": model.source if full_size else None}
+    if full_size:
+        sources["full-size"] = model.ensure_full_size()
+    runs = [(label, source, [1, 2], True) for label, source in sources.items()]
+    if full_size and attribution:
+        runs.append(("full-size", sources["full-size"], [2], False))
+    entries: list[dict[str, Any]] = []
+    for label, source, workers, registry_idle in runs:
+        name = f"swap-{label}{'' if registry_idle else '-registry-normal'}"
+        if profile == "headroom":
+            name += "-headroom"
+        swap_results = swap_under_load.run(
+            workers, profile, out / name,
+            mlflow=model.server, good_source=source, registry_sched_idle=registry_idle,
+        )  # fmt: skip
+        entries += [
+            {
+                "model": label if full_size else "keyword",
+                "workers": r.workers,
+                "registry": "sched_idle" if registry_idle else "normal",
+                "checks": r.checks,
+                "stats": r.stats,
+                "png": r.png,
+                "steps": r.steps,
+                "profile": profile,
+            }
+            for r in swap_results
+        ]
+    return entries
 
 
 def merge_runs(earlier_dir: Path, later: dict[str, Any], parts: list[str]) -> dict[str, Any]:

@@ -74,6 +74,13 @@ PROFILES = {
         users=20, rps_per_user=10, warmup_s=5, steady_s=15, gap_s=8, tail_s=10,
         steps=("good", "good", "canary", "corrupt", "good", "contract", "canary", "good"),
     ),
+    # The same swaps at half the load: on two cores shared with Locust and the registry, the
+    # full profile leaves the workers no idle CPU, so whatever a swap costs queues requests;
+    # here the machine has room, and the ratio shows what the swap itself adds.
+    "headroom": Profile(
+        users=10, rps_per_user=10, warmup_s=5, steady_s=15, gap_s=8, tail_s=10,
+        steps=("good", "good", "canary", "corrupt", "good", "contract", "canary", "good"),
+    ),
 }  # fmt: skip
 
 
