@@ -104,6 +104,15 @@ def write_report(results: dict[str, Any], out: Path, target: Path) -> None:
                 f"{st['app_p99_ratio_swap_vs_steady']} ({b['p99_ms']:.2f} / {a['p99_ms']:.2f} ms) "
                 f"| — |"
             )
+    hog = results.get("swap_interference")
+    if hog and hog["phases"]["both"].get("app_p99_ratio") is not None:
+        both = hog["phases"]["both"]
+        summary_rows.append(
+            f"| 3. where the rest comes from: a SCHED_IDLE process hashing and writing "
+            f"{hog['size_mb']:g} MB in a loop (what the loader child does for a full-size "
+            f"version), no swap, half the load: app p99 / quiet app p99 | attribution | "
+            f"{both['app_p99_ratio']} (client p99 {both['p99_ratio']}) | — |"
+        )
     for key, label in (("memory", "small"), ("memory_full", "full-size")):
         lag = (results.get(key) or {}).get("swap_loop_lag_ms") or {}
         if lag.get("swaps"):
@@ -206,6 +215,8 @@ def write_report(results: dict[str, Any], out: Path, target: Path) -> None:
         lines += _throughput_section(t, results.get("model_costs"))
     if swaps:
         lines += _swap_section(swaps)
+    if results.get("swap_interference"):
+        lines += _interference_section(results["swap_interference"])
     if mem:
         lines += _memory_section(mem)
     if results.get("memory_full"):
@@ -395,6 +406,37 @@ def _swap_section(swaps: list[dict[str, Any]]) -> list[str]:
             f"![swap under load, {label} model, {s['workers']} worker(s){_marks(s)}]({png})"
         )
         lines.append("")
+    return lines
+
+
+def _interference_section(hog: dict[str, Any]) -> list[str]:
+    lines = [
+        "### Where the rest of the tail comes from",
+        "",
+        "`bench/interference.py`: one worker serves the full-size model under a steady load "
+        f"({hog['load']}, 20% batches, over keep-alive connections); {hog['phase_s']:g} s "
+        "phases with nothing else running alternate with phases where a separate process "
+        "under SCHED_IDLE (the loader child's class) loops over what the child does for a "
+        f"version of that size ({hog['size_mb']:g} MB): *hash* reads a file of that size from "
+        "the page cache and sha256s it, *write* writes one and deletes it, *both* does the "
+        f"two in turn; {hog['rounds']} rounds. No swap happens and no bluegreen code runs "
+        "beside the worker, so what rises is the share of the tail that comes through the "
+        "hardware and the kernel (caches, memory bandwidth, page-cache work) that SCHED_IDLE "
+        f"cannot take away on two cores. {hog['requests']} requests, {hog['failed']} failed.",
+        "",
+        "| phase | requests | client p50 / p99 ms | app's own p50 / p99 ms | p99 vs quiet: "
+        "client / app |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, s in hog["phases"].items():
+        if not s.get("n"):
+            continue
+        ratio = f"{s['p99_ratio']} / {s['app_p99_ratio']}" if "p99_ratio" in s else "1 / 1"
+        lines.append(
+            f"| {kind} | {s['n']} | {s['p50_ms']} / {s['p99_ms']} | {s['app_p50_ms']} / "
+            f"{s['app_p99_ms']} | {ratio} |"
+        )
+    lines.append("")
     return lines
 
 

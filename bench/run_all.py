@@ -930,6 +930,15 @@ def main(argv: list[str] | None = None) -> int:
             log("3. swap under half the load")
             results["swap_headroom"] = swap_runs(model, out, "headroom", full_size,
                                                  attribution=False)  # fmt: skip
+            if full_size:
+                log("3. the loader child's kind of work beside a serving worker, with no swap")
+                from bench import interference
+
+                size = interference.prepared_size(out / "swap-full-size-headroom")
+                results["swap_interference"] = interference.run(
+                    model.url, model.ensure_full_size(), size or 120 * 2**20,
+                    out / "interference",
+                )  # fmt: skip
     finally:
         model.stop()
     (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))

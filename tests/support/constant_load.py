@@ -43,6 +43,8 @@ class Record:
     served_by: str
     """The proxy's X-Served-By header (which replica answered), or ''."""
     error: str = ""
+    server_ms: float | None = None
+    """The app's own time (`Server-Timing: app;dur=`), when the response carried it."""
 
 
 class ConstantLoad:
@@ -148,17 +150,34 @@ class ConstantLoad:
         self, client: httpx.AsyncClient, route: str, body: dict[str, Any], headers: dict[str, str]
     ) -> None:
         started = time.time()
-        status, version, served_by, error = 0, None, "", ""
+        status, version, served_by, error, server_ms = 0, None, "", "", None
         try:
             response = await client.post(route, json=body, headers=headers)
             status = response.status_code
             served_by = response.headers.get(self.served_by_header, "")
+            server_ms = app_duration_ms(response.headers.get("server-timing", ""))
             version, error = check_response(route, body, response)
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
-        self.records.append(
-            Record(started, time.time(), route, status, not error, version, served_by, error)
+        record = Record(
+            started, time.time(), route, status, not error, version, served_by, error, server_ms
         )
+        self.records.append(record)
+
+
+def app_duration_ms(header: str) -> float | None:
+    """`dur` of the `app` metric in a Server-Timing header, or None."""
+    for metric in header.split(","):
+        name, _, params = metric.strip().partition(";")
+        if name == "app":
+            for param in params.split(";"):
+                key, _, value = param.strip().partition("=")
+                if key == "dur":
+                    try:
+                        return float(value)
+                    except ValueError:
+                        return None
+    return None
 
 
 def check_response(
