@@ -314,6 +314,15 @@ def _app_p99(stats: dict[str, Any]) -> str:
     )
 
 
+def _by_kind(stats: dict[str, Any]) -> str:
+    kinds = stats.get("app_p99_by_window_kind") or {}
+    if not kinds:
+        return ""
+    return "; the app's own p99 by what the window did, vs steady: " + ", ".join(
+        f"{kind} {v['ratio']} ({v['n']} requests)" for kind, v in kinds.items()
+    )
+
+
 def _marks(swap: dict[str, Any]) -> str:
     """Runs with the registry competing for the workers' cores are marked (the others had it
     under SCHED_IDLE, standing in for a registry on another host; older runs: unmarked), and
@@ -391,7 +400,8 @@ def _swap_section(swaps: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"- {s.get('model', 'small')} model, {s['workers']} worker(s){_marks(s)}: checks "
             + ("all passed" if not failed else f"FAILED: {', '.join(failed)}")
-            + f" ({', '.join(s['checks'])}); RSS per worker MiB (first/max/last): "
+            + f" ({', '.join(s['checks'])}){_by_kind(s['stats'])}; RSS per worker MiB "
+            "(first/max/last): "
             + "; ".join(
                 f"{v['first']}/{v['max']}/{v['last']}"
                 for v in s["stats"]["rss_mb_per_worker"].values()

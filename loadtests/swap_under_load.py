@@ -447,6 +447,14 @@ class Scenario:
         # once queueing on the way to the app (the loop, the sockets, the client) is taken out.
         steady_app = [r["server"] for r in rows if r["server"] is not None and not in_swap(r["t"])]
         swap_app = [r["server"] for r in rows if r["server"] is not None and in_swap(r["t"])]
+        # The same split by what each window did: a corrupt version's window is the loader
+        # child's download and hash alone (refused before anything reaches the worker).
+        by_kind: dict[str, list[float]] = {}
+        for step in self.steps:
+            by_kind.setdefault(step.kind, []).extend(
+                r["server"] for r in rows
+                if r["server"] is not None and step.started <= r["t"] <= step.ended + 1.0
+            )  # fmt: skip
         checks = {
             "zero_failed_requests": not failures and locust_failures == 0,
             "versions_offered_and_smoked": set(versions_seen)
@@ -481,6 +489,15 @@ class Scenario:
                 if steady_app and swap_app
                 else None
             ),
+            "app_p99_by_window_kind": {
+                kind: {
+                    "n": len(values),
+                    "p99_ms": round(percentile(values, 99), 3),
+                    "ratio": round(percentile(values, 99) / percentile(steady_app, 99), 3),
+                }
+                for kind, values in sorted(by_kind.items())
+                if values and steady_app
+            },
             "versions_seen": {str(k): v for k, v in sorted(versions_seen.items())},
             "swap_loop_lag_ms": loop_lag_stats(lags, t0 + p.warmup_s),
             "good_versions": self.good,
