@@ -11,7 +11,8 @@ does for a version of that size:
 
 - `hash`: read a file of the version's size from the page cache and sha256 it (verification);
 - `write`: write a file of that size and delete it (preparing the mapped arrays);
-- `both`: the two in turn.
+- `both`: the two in turn;
+- `both@N`: the two in 1 MiB chunks, paced to N MB/s: what throttling the child would buy.
 
 SCHED_IDLE only keeps it from taking a CPU that a worker thread wants; it still shares the
 caches, the memory bandwidth and the kernel's page-cache and writeback work with the worker. The
@@ -31,8 +32,8 @@ from tests.support.constant_load import ConstantLoad, Record
 from tests.support.models import TestRegistry
 from tests.support.servers import AppServer
 
-KINDS = ("hash", "write", "both")
-ROUNDS = 2
+KINDS = ("hash", "write", "both", "both@100", "both@25")
+ROUNDS = 3
 PHASE_S = 6.0
 SETTLE_S = 0.5
 """Each phase's first half second is left out: the hog starting, or the last one's writeback."""
@@ -44,7 +45,22 @@ import hashlib, os, sys, time
 kind, blob, scratch, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 end = time.monotonic() + seconds
+kind, _, rate = kind.partition("@")
+chunk = 1 << 20
 while time.monotonic() < end:
+    if rate:  # paced: chunk by chunk, sleeping off what the rate leaves of each chunk's time
+        digest = hashlib.sha256()
+        with open(blob, "rb") as f, open(scratch, "wb") as out:
+            while time.monotonic() < end:
+                started = time.monotonic()
+                data = f.read(chunk)
+                if not data:
+                    break
+                digest.update(data)
+                out.write(data)
+                time.sleep(max(0.0, chunk / (float(rate) * 2**20) - (time.monotonic() - started)))
+        os.unlink(scratch)
+        continue
     with open(blob, "rb") as f:
         data = f.read()
     if kind in ("hash", "both"):

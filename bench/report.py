@@ -431,7 +431,8 @@ def _interference_section(hog: dict[str, Any]) -> list[str]:
         "under SCHED_IDLE (the loader child's class) loops over what the child does for a "
         f"version of that size ({hog['size_mb']:g} MB): *hash* reads a file of that size from "
         "the page cache and sha256s it, *write* writes one and deletes it, *both* does the "
-        f"two in turn; {hog['rounds']} rounds. No swap happens and no bluegreen code runs "
+        "two in turn, *both@N* does them in 1 MiB chunks paced to N MB/s (what throttling the "
+        f"child would buy); {hog['rounds']} rounds. No swap happens and no bluegreen code runs "
         "beside the worker, so what rises is the share of the tail that comes through the "
         "hardware and the kernel (caches, memory bandwidth, page-cache work) that SCHED_IDLE "
         f"cannot take away on two cores. {hog['requests']} requests, {hog['failed']} failed.",
