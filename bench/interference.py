@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loadtests.swap_under_load import percentile
 from tests.support.constant_load import ConstantLoad, Record
 from tests.support.models import TestRegistry
 from tests.support.servers import AppServer
@@ -72,11 +73,6 @@ while time.monotonic() < end:
 """
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))]
-
-
 def _phase_stats(records: list[Record], phases: list[tuple[str, float, float]], kind: str) -> Any:
     picked = [
         r for r in records
@@ -89,10 +85,10 @@ def _phase_stats(records: list[Record], phases: list[tuple[str, float, float]], 
         return {"n": 0}
     return {
         "n": len(picked),
-        "p50_ms": round(_percentile(client, 50), 2),
-        "p99_ms": round(_percentile(client, 99), 2),
-        "app_p50_ms": round(_percentile(app, 50), 2),
-        "app_p99_ms": round(_percentile(app, 99), 2),
+        "p50_ms": round(percentile(client, 50), 2),
+        "p99_ms": round(percentile(client, 99), 2),
+        "app_p50_ms": round(percentile(app, 50), 2),
+        "app_p99_ms": round(percentile(app, 99), 2),
     }
 
 

@@ -788,6 +788,10 @@ def machine() -> dict[str, Any]:
     }
 
 
+PARTS = ("throughput", "swap", "swap-headroom", "memory", "model", "edge", "tracing", "v2", "fleet")
+"""The benchmark's parts, in the order `--only` lists them; all of them by default."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs; no BENCHMARKS.md")
@@ -795,17 +799,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=[
-            "throughput",
-            "swap",
-            "swap-headroom",
-            "memory",
-            "model",
-            "edge",
-            "tracing",
-            "v2",
-            "fleet",
-        ],
+        choices=PARTS,
     )
     parser.add_argument("--duration", type=float, help="seconds per wrk run")
     parser.add_argument("--swaps", type=int, help="swaps for the memory benchmark")
@@ -835,20 +829,7 @@ def main(argv: list[str] | None = None) -> int:
         write_report(saved, args.report_only, args.write)
         log(f"wrote {args.write}")
         return 0
-    parts = set(
-        args.only
-        or [
-            "throughput",
-            "swap",
-            "swap-headroom",
-            "memory",
-            "model",
-            "edge",
-            "tracing",
-            "v2",
-            "fleet",
-        ]
-    )
+    parts = set(args.only or PARTS)
     out = args.out or REPO / "results" / "bench" / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     duration = args.duration or (4.0 if args.quick else 15.0)

@@ -470,18 +470,26 @@ async def test_a_slow_follower_does_not_log_a_step_forward_after_a_rollback(
     assert registry.history_versions() == [("bootstrap", 1), ("promote", 2)]
 
 
+async def _loading_stuck_version_2(
+    controller: Controller, registry: FakeRegistry, loader: FakeLoader
+) -> None:
+    """Version 1 live, then the registry names version 2, whose load never returns, and the
+    running loop is inside that load."""
+    registry.add(1)
+    await controller.reconcile()
+    loader.hangs.add(2)
+    registry.add(2)
+    controller.wake()
+    await eventually(lambda: controller.manager.loading is not None)
+
+
 async def test_a_reload_behind_a_stuck_load_answers_in_progress_within_its_wait(
     control: ControllerFactory, registry: FakeRegistry, loader: FakeLoader
 ) -> None:
     controller = control(load_timeout_s=30)
-    registry.add(1)
-    await controller.reconcile()
-    loader.hangs.add(2)
     try:
         async with running(controller):
-            registry.add(2)  # the registry wants the version whose load never returns
-            controller.wake()
-            await eventually(lambda: controller.manager.loading is not None)
+            await _loading_stuck_version_2(controller, registry, loader)
             started = asyncio.get_running_loop().time()
             result = await controller.reload(0.3)
             took = asyncio.get_running_loop().time() - started
@@ -500,14 +508,9 @@ async def test_a_reload_abandons_a_stuck_load_the_registry_no_longer_wants(
     control: ControllerFactory, registry: FakeRegistry, loader: FakeLoader
 ) -> None:
     controller = control(load_timeout_s=30)
-    registry.add(1)
-    await controller.reconcile()
-    loader.hangs.add(2)
     try:
         async with running(controller):
-            registry.add(2)
-            controller.wake()
-            await eventually(lambda: controller.manager.loading is not None)
+            await _loading_stuck_version_2(controller, registry, loader)
             registry.add(3)  # a good version: the reload must not wait out the stuck load
             result = await asyncio.wait_for(controller.reload(5.0), 3.0)
             assert result.status is ReconcileStatus.DEPLOYED, result
