@@ -26,7 +26,7 @@ def pad_to_full_size(
 ) -> Path:  # fmt: skip
     from bluegreen.model.inference import CompiledEnsemble
 
-    small = CompiledEnsemble.load(small_dir)
+    small = CompiledEnsemble.open_bundle(small_dir)
     ex = small.extractor
     rng = np.random.default_rng(seed)
     n_small_char = len(ex.char_hashes)
@@ -85,7 +85,7 @@ def register_full_size(tracking_uri: str, model_name: str, small_source: str) ->
     mlflow.set_registry_uri(tracking_uri)
     with tempfile.TemporaryDirectory(prefix="bench-full-") as tmp:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=small_source, dst_path=tmp))
-        small_dir = next(p.parent for p in local.rglob("meta.json"))
+        small_dir = next(p.parent for p in local.rglob(bundle.MANIFEST))
         full_dir = pad_to_full_size(small_dir, Path(tmp) / "ensemble")
         assert CompiledEnsemble.load(full_dir).n_features >= FULL_CHAR_FEATURES
         with mlflow.start_run(run_name="bench-full-size"):

@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         t0 = time.perf_counter()
         if args.ensemble_dir:
-            compiled = CompiledEnsemble.load(args.ensemble_dir)
+            compiled = CompiledEnsemble.open_bundle(args.ensemble_dir)
             rows.append(
                 ("artifact size (ensemble dir)", f"{_dir_size(args.ensemble_dir) / 2**20:.1f} MiB")
             )

@@ -60,7 +60,8 @@ def handle(request: dict[str, Any], cache: VersionCache) -> dict[str, Any]:
         mlmodel = Path(repo.download_artifacts(MLMODEL, str(stage / "head")))
         metadata = _read_mlmodel(mlmodel).get("metadata") or {}
         bundle_path = metadata.get(bundle.BUNDLE_PATH_KEY)
-        if metadata.get(bundle.FORMAT_KEY) != bundle.FORMAT or not isinstance(bundle_path, str):
+        fmt = metadata.get(bundle.FORMAT_KEY)
+        if fmt not in bundle.FORMATS or not isinstance(bundle_path, str):
             if expected:
                 raise Refused(
                     "integrity", f"the registry records a bundle, but {MLMODEL} names none"
@@ -71,9 +72,11 @@ def handle(request: dict[str, Any], cache: VersionCache) -> dict[str, Any]:
             repo.download_artifacts(f"{bundle_path}/{bundle.MANIFEST}", str(stage / "head"))
         )
         try:
-            bundle.read_manifest(manifest, expected)
+            listed = bundle.read_manifest(manifest, expected)["format"]
         except bundle.IntegrityError as exc:
             raise Refused("integrity", str(exc)) from None
+        if listed != fmt:
+            raise Refused("integrity", f"{MLMODEL} says {fmt}, its manifest {listed}")
         entry = cache.entry(version, bundle.file_sha256(manifest))
         with cache.preparing(version):
             if not cache.is_ready(entry):
@@ -87,6 +90,8 @@ def _prepare(
     repo: Any, bundle_path: str, *, stage: Path, expected: str | None, entry: Path,
     cache: VersionCache,
 ) -> None:  # fmt: skip
+    """Format 2 is published where it was downloaded, once its tables are built beside it;
+    format 1 is decompressed and packed into a new directory first."""
     from bluegreen.model import bundle
     from bluegreen.model.inference import CompiledEnsemble
 
@@ -94,35 +99,40 @@ def _prepare(
     source = Path(repo.download_artifacts(bundle_path, str(stage / "src")))
     downloaded = time.perf_counter()
     try:
-        bundle.verify(source, expected)
+        fmt = bundle.verify(source, expected)["format"]
     except bundle.IntegrityError as exc:
         raise Refused("integrity", str(exc)) from None
     verified = time.perf_counter()
     try:
-        compiled = CompiledEnsemble.load(source)
-        prepared = compiled.save_prepared(stage / "prepared")
-        _prepare_smoke_set(source, prepared)
+        if fmt == bundle.FORMAT:
+            compiled = CompiledEnsemble.map_prepared(source, untrusted=True)
+            compiled.save_tables(source)
+            prepared = source
+        else:
+            compiled = CompiledEnsemble.load(source)
+            prepared = compiled.save_prepared(stage / "prepared")
+            if (source / bundle.SMOKE_SET).is_file():
+                shutil.copyfile(source / bundle.SMOKE_SET, prepared / bundle.SMOKE_SET)
+        _check_smoke_set(prepared)
     except (ValueError, KeyError, OSError) as exc:
         raise Refused("prepare", f"{type(exc).__name__}: {exc}") from None
     del compiled
     # Not mapped here: the files are in the page cache already (just written), and each
     # worker warms its read-only-array kernels at start (`loader.warm_mapped_kernels`).
-    cache.publish(stage / "prepared", entry)
-    event(log, "loader.prepared", path=entry.name,
+    cache.publish(prepared, entry)
+    event(log, "loader.prepared", path=entry.name, format=fmt,
           download_s=round(downloaded - started, 3), verify_s=round(verified - downloaded, 3),
           prepare_s=round(time.perf_counter() - verified, 3))  # fmt: skip
 
 
-def _prepare_smoke_set(source: Path, prepared: Path) -> None:
+def _check_smoke_set(prepared: Path) -> None:
     """The version's own smoke set (verified with the bundle) travels in the cache entry, where
     every worker that maps the version reads it; parsed here first, so that an unreadable one
     refuses the version instead of being skipped."""
     from bluegreen.model import bundle
 
-    smoke_set = source / bundle.SMOKE_SET
-    if smoke_set.is_file():
-        bundle.read_smoke_set(smoke_set)
-        shutil.copyfile(smoke_set, prepared / bundle.SMOKE_SET)
+    if (prepared / bundle.SMOKE_SET).is_file():
+        bundle.read_smoke_set(prepared / bundle.SMOKE_SET)
 
 
 def serve(requests: Lines, answers: int, cache: VersionCache, idle_exit_s: float = 0.0) -> None:

@@ -1,5 +1,11 @@
 """The data-only model format: a directory of arrays, vocabulary and metadata, and a manifest.
 
+Format 2 (what training writes) holds the serving arrays themselves, as ``.npy`` files
+(``CompiledEnsemble.save_prepared`` without tables): a loader verifies them, builds the
+kernels' hash tables beside them and maps them as they are. Format 1 (versions registered
+before it) holds the compressed form (``arrays.npz``), which a loader decompresses and packs
+first: it still loads, at the cost of that work on the serving host.
+
 ``manifest.json`` lists the sha256 and size of every other file. Training writes it; a loader
 checks every file against it before reading any of them, and the sha256 of the manifest itself
 is recorded in the registry (model-version tag ``bluegreen.manifest_sha256``) and in the logged
@@ -27,7 +33,9 @@ from typing import Any
 from .labels import LABELS
 
 MANIFEST = "manifest.json"
-FORMAT = "bluegreen-ensemble-bundle/1"
+FORMAT = "bluegreen-ensemble-bundle/2"
+FORMAT_V1 = "bluegreen-ensemble-bundle/1"
+FORMATS = (FORMAT, FORMAT_V1)
 MANIFEST_TAG = "bluegreen.manifest_sha256"
 """Registry model-version tag (and MLmodel metadata key) holding the manifest's sha256."""
 FORMAT_KEY = "bluegreen.format"
@@ -55,14 +63,16 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_manifest(directory: str | Path) -> str:
+def write_manifest(directory: str | Path, fmt: str = FORMAT) -> str:
     """Write ``manifest.json`` over every file in ``directory``; return the manifest's sha256."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown bundle format {fmt!r}")
     d = Path(directory)
     files: dict[str, Any] = {}
     for path in sorted(p for p in d.rglob("*") if p.is_file() and p.name != MANIFEST):
         rel = path.relative_to(d).as_posix()
         files[rel] = {"sha256": file_sha256(path), "size": path.stat().st_size}
-    body = json.dumps({"format": FORMAT, "files": files}, indent=1, sort_keys=True)
+    body = json.dumps({"format": fmt, "files": files}, indent=1, sort_keys=True)
     (d / MANIFEST).write_text(body + "\n", encoding="utf-8")
     return hashlib.sha256((d / MANIFEST).read_bytes()).hexdigest()
 
@@ -86,8 +96,8 @@ def read_manifest(manifest: Path, expected_sha256: str | None = None) -> dict[st
         body = json.loads(raw)
     except ValueError as exc:
         raise IntegrityError(f"{MANIFEST} is not JSON: {exc}") from None
-    if not isinstance(body, dict) or body.get("format") != FORMAT:
-        raise IntegrityError(f"{MANIFEST} is not a {FORMAT} manifest")
+    if not isinstance(body, dict) or body.get("format") not in FORMATS:
+        raise IntegrityError(f"{MANIFEST} is not a manifest of {' or '.join(FORMATS)}")
     files = body.get("files")
     if not isinstance(files, dict) or not files:
         raise IntegrityError(f"{MANIFEST} lists no files")

@@ -55,7 +55,9 @@ _ACCURATE = "accurate.npz"
 _WORDS = "words.txt"
 _META = "meta.json"
 _PREPARED_META = "prepared.json"
+_TABLES_META = "tables.json"
 PREPARED_FORMAT = 1
+_TABLES = ("char_table", "word_table")
 
 _log = logging.getLogger(__name__)
 
@@ -553,12 +555,15 @@ class CompiledEnsemble:
 
     # -- prepared (mapped) form -----------------------------------------------------------
 
-    def save_prepared(self, directory: str | Path) -> Path:
-        """Write the serving form: the packed rows and the kernels' hash tables as ``.npy``
-        files, ready to be memory-mapped by :meth:`map_prepared` with no parsing or building.
+    def save_prepared(self, directory: str | Path, *, tables: bool = True) -> Path:
+        """Write the serving form: the packed rows (and, with ``tables``, the kernels' hash
+        tables) as ``.npy`` files, ready to be memory-mapped by :meth:`map_prepared` with no
+        parsing, decompression or packing.
 
-        Made by the loader child from a verified bundle; every process on the host that maps
-        the same directory shares one copy in the page cache."""
+        Without tables this is what training logs (the bundle, format 2): the loader child
+        then builds the tables itself, so that no index a kernel follows ever comes from the
+        artifact store. With them it is a host cache entry; every process on the host that
+        maps the same directory shares one copy in the page cache."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, Any] = {
@@ -566,29 +571,40 @@ class CompiledEnsemble:
             "char_hashes": self.extractor.char_hashes,
             "bias": self.bias,
         }
-        shifts: dict[str, int] = {}
-        if self._table_args is not None and self._word_args is not None:
-            arrays["char_table"], char_shift = self._table_args
-            *_, arrays["word_table"], word_shift = self._word_args
-            shifts = {"char_shift": int(char_shift), "word_shift": int(word_shift)}
         if self.accurate is not None:
             for name, array in self.accurate.arrays().items():
                 arrays[f"accurate_{name}"] = array
         for name, array in arrays.items():
-            # np.save pads its header to 64 bytes and mmap starts on a page: mapped rows stay
-            # cache-line aligned, as the kernel's packed layout needs.
-            np.save(d / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+            _save_npy(d / f"{name}.npy", array)
         (d / _WORDS).write_text(self.extractor.word_keys.joined, encoding="utf-8")
-        meta = {"prepared_format": PREPARED_FORMAT, **self._shape_meta(), **shifts}
+        meta = {"prepared_format": PREPARED_FORMAT, **self._shape_meta()}
         (d / _PREPARED_META).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        if tables:
+            self.save_tables(d)
         return d
 
+    def save_tables(self, directory: str | Path) -> None:
+        """Add the kernels' hash tables (built at load) to a prepared directory; nothing when
+        this model runs the numpy path, whose mapping builds none."""
+        if self._table_args is None or self._word_args is None:
+            return
+        d = Path(directory)
+        char_table, char_shift = self._table_args
+        *_, word_table, word_shift = self._word_args
+        _save_npy(d / "char_table.npy", char_table)
+        _save_npy(d / "word_table.npy", word_table)
+        shifts = {"char_shift": int(char_shift), "word_shift": int(word_shift)}
+        (d / _TABLES_META).write_text(json.dumps(shifts), encoding="utf-8")
+
     @classmethod
-    def map_prepared(cls, directory: str | Path) -> CompiledEnsemble:
+    def map_prepared(cls, directory: str | Path, *, untrusted: bool = False) -> CompiledEnsemble:
         """The model over read-only memory maps of :meth:`save_prepared`'s files.
 
         Costs the serving process milliseconds: no decompression and no table building;
-        the page tables are filled here, off the request path."""
+        the page tables are filled here, off the request path. ``untrusted``: the files came
+        from an artifact store (a verified bundle, still written by whoever registered it):
+        also check that the char hashes are sorted and unique, and ignore any tables the
+        directory holds (they are built here, from the keys)."""
         d = Path(directory)
         meta = json.loads((d / _PREPARED_META).read_text(encoding="utf-8"))
         if meta.get("prepared_format") != PREPARED_FORMAT:
@@ -605,8 +621,11 @@ class CompiledEnsemble:
         words = WordKeys.from_file(d / _WORDS, int(meta["n_word_keys"]))
         extractor = Extractor(
             char_hashes, (meta["char_range"][0], meta["char_range"][1]), words, meta["word_n"],
-            check=False,
+            check=untrusted,
         )  # fmt: skip
+        packed = mapped("packed")
+        bias = np.array(mapped("bias"))
+        _check_mapped_shapes(meta, extractor.n_features, packed, bias)
         self = cls.__new__(cls)
         accurate = None
         if meta.get("accurate") is not None:
@@ -615,19 +634,72 @@ class CompiledEnsemble:
                 {name: mapped(f"accurate_{name}") for name in names}, meta["accurate"]
             )
         self._setup(
-            extractor=extractor, member_names=meta["member_names"], packed=mapped("packed"),
-            bias=np.array(mapped("bias")), binary=meta["binary"], sublinear=meta["sublinear"],
-            l2=meta["l2"], meta=meta.get("extra", {}), accurate=accurate,
+            extractor=extractor, member_names=meta["member_names"], packed=packed, bias=bias,
+            binary=meta["binary"], sublinear=meta["sublinear"], l2=meta["l2"],
+            meta=meta.get("extra", {}), accurate=accurate,
         )  # fmt: skip
-        if "char_shift" in meta and (d / "char_table.npy").is_file():
-            self._table_args = (mapped("char_table"), np.uint64(meta["char_shift"]))
+        shifts = _read_shifts(d, meta)
+        if shifts is not None and not untrusted:
+            self._table_args = (_mapped_table(mapped("char_table"), shifts[0]), shifts[0])
             n_words = len(words)
             self._word_args = (
                 _word_chars(), extractor.word_n if n_words else 0, len(char_hashes),
-                mapped("word_table"), np.uint64(meta["word_shift"]),
+                _mapped_table(mapped("word_table"), shifts[1]), shifts[1],
             )  # fmt: skip
         self._start_serving()
         return self
+
+    @classmethod
+    def open_bundle(cls, directory: str | Path) -> CompiledEnsemble:
+        """Either form a bundle's directory holds: the serving arrays (format 2, mapped as
+        they are) or the compressed form of format 1 (:meth:`save`, decompressed and packed)."""
+        d = Path(directory)
+        if (d / _PREPARED_META).is_file():
+            return cls.map_prepared(d, untrusted=True)
+        return cls.load(d)
+
+
+def _save_npy(path: Path, array: Any) -> None:
+    # np.save pads its header to 64 bytes and mmap starts on a page: mapped rows stay
+    # cache-line aligned, as the kernel's packed layout needs.
+    np.save(path, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def _check_mapped_shapes(meta: dict[str, Any], n_features: int, packed: Any, bias: Any) -> None:
+    """The kernels index the packed rows without bounds checks: a file of the wrong shape or
+    type must be refused here, not read past its end on a request."""
+    width = len(meta["member_names"]) * (1 + len(LABELS))
+    if packed.dtype != np.float32 or packed.ndim != 2 or not packed.flags.c_contiguous:
+        raise ValueError(f"packed.npy is {packed.dtype} {packed.ndim}-d, not C float32 2-d")
+    if packed.shape != (n_features, -(-width // 16) * 16):
+        raise ValueError(f"packed.npy shape {packed.shape} does not fit {n_features} features")
+    if packed.ctypes.data % 64:
+        raise ValueError("packed.npy rows are not 64-byte aligned")
+    if bias.shape != (len(LABELS),):
+        raise ValueError(f"bias.npy shape {bias.shape} != ({len(LABELS)},)")
+    for flags in ("binary", "sublinear", "l2"):
+        if len(meta[flags]) != len(meta["member_names"]):
+            raise ValueError(f"{flags} names {len(meta[flags])} members, not one per member")
+
+
+def _read_shifts(d: Path, meta: dict[str, Any]) -> tuple[np.uint64, np.uint64] | None:
+    """The tables' shifts: ``tables.json`` (or, in an entry an older server prepared, the
+    prepared meta); None when the directory holds no tables."""
+    source = meta
+    if (d / _TABLES_META).is_file():
+        source = json.loads((d / _TABLES_META).read_text(encoding="utf-8"))
+    if "char_shift" not in source or not all((d / f"{t}.npy").is_file() for t in _TABLES):
+        return None
+    return np.uint64(source["char_shift"]), np.uint64(source["word_shift"])
+
+
+def _mapped_table(table: Any, shift: np.uint64) -> Any:
+    rows = table.shape[0] if table.ndim == 2 else 0
+    if table.dtype != np.uint64 or table.shape != (rows, 8) or rows < 2 or rows & (rows - 1):
+        raise ValueError(f"a hash table of shape {table.shape} and type {table.dtype}")
+    if int(shift) != 64 - (rows.bit_length() - 1):
+        raise ValueError(f"shift {int(shift)} does not fit a table of {rows} buckets")
+    return table
 
 
 def _is_nan(v: Any) -> bool:
@@ -701,7 +773,7 @@ class EnsembleSentimentModel(PythonModel):
         )
 
     def load_context(self, context: Any) -> None:
-        self._compiled = CompiledEnsemble.load(context.artifacts[self.ARTIFACT_KEY])
+        self._compiled = CompiledEnsemble.open_bundle(context.artifacts[self.ARTIFACT_KEY])
         self.clear_cache()
 
     @property

@@ -92,34 +92,43 @@ def log_ensemble(
 ) -> Any:
     """Log the pyfunc model (inside an active run). Returns MLflow's ``ModelInfo``.
 
-    The ensemble directory becomes a data-only bundle (``bundle.write_manifest``); the
-    ``MLmodel`` metadata names it, so bluegreen serves it without unpickling anything, while
-    plain ``mlflow.pyfunc.load_model`` still works for everyone else. The manifest's sha256 is
-    on ``ModelInfo.metadata`` for :func:`register` to record in the registry. ``smoke_set``
-    ships inside the bundle (``smoke.tsv``, under the manifest): the server checks these cases
-    on every load of this version, beside its own golden set."""
+    ``compiled_dir`` (``CompiledEnsemble.save``'s compressed form) is logged as a data-only
+    bundle of format 2: its serving arrays, with a manifest (``bundle.write_manifest``). The
+    ``MLmodel`` metadata names it, so bluegreen serves it without unpickling anything, and maps
+    it as it lies, while plain ``mlflow.pyfunc.load_model`` still works for everyone else. The
+    manifest's sha256 is on ``ModelInfo.metadata`` for :func:`register` to record in the
+    registry. ``smoke_set`` ships inside the bundle (``smoke.tsv``, under the manifest): the
+    server checks these cases on every load of this version, beside its own golden set."""
     import mlflow
 
-    pd = importlib.import_module("pandas")
-    if smoke_set:
-        bundle.write_smoke_set(compiled_dir, smoke_set)
-    manifest = bundle.write_manifest(compiled_dir)
+    from .inference import CompiledEnsemble
 
-    with runtime_package() as (pkg_dir, module), warnings.catch_warnings():
+    pd = importlib.import_module("pandas")
+    with (
+        tempfile.TemporaryDirectory(prefix="bg-bundle-") as tmp,
+        runtime_package() as (pkg_dir, module),
+        warnings.catch_warnings(),
+    ):
+        bundle_dir = CompiledEnsemble.load(compiled_dir).save_prepared(
+            Path(tmp) / compiled_dir.name, tables=False
+        )
+        if smoke_set:
+            bundle.write_smoke_set(bundle_dir, smoke_set)
+        manifest = bundle.write_manifest(bundle_dir)
         # the type-hint based signature inference does not apply: we pass a signature
         warnings.filterwarnings("ignore", message=".*type hint.*", category=UserWarning)
         model = module.EnsembleSentimentModel()
         return mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT_PATH,
             python_model=model,
-            artifacts={module.EnsembleSentimentModel.ARTIFACT_KEY: str(compiled_dir)},
+            artifacts={module.EnsembleSentimentModel.ARTIFACT_KEY: str(bundle_dir)},
             code_paths=[str(pkg_dir)],
             pip_requirements=runtime_requirements(),
             signature=signature(),
             input_example=pd.DataFrame({"text": input_texts}),
             metadata={
                 bundle.FORMAT_KEY: bundle.FORMAT,
-                bundle.BUNDLE_PATH_KEY: f"artifacts/{compiled_dir.name}",
+                bundle.BUNDLE_PATH_KEY: f"artifacts/{bundle_dir.name}",
                 bundle.MANIFEST_TAG: manifest,
             },
         )

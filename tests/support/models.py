@@ -135,11 +135,11 @@ class TestRegistry:
 
     def log_altered_bundle(self, source: str, how: str) -> tuple[str, str]:
         """Log an altered copy of the ensemble version at `source`; return (source, run_id)
-        for `_create`. ``tamper`` flips bytes of ``arrays.npz`` after its manifest was written
-        (an integrity failure); ``nan`` gives it NaN probabilities behind a consistent manifest
-        (it loads and fails smoke); ``wrong_smoke`` ships a smoke set of its own that the model
-        fails (`WRONG_SMOKE_SET`), behind a consistent manifest: the golden set alone would
-        pass it."""
+        for `_create`. ``tamper`` flips bytes of ``packed.npy`` after its manifest was written
+        (an integrity failure); ``nan`` gives it a NaN bias, so NaN probabilities, behind a
+        consistent manifest (it loads and fails smoke); ``wrong_smoke`` ships a smoke set of
+        its own that the model fails (`WRONG_SMOKE_SET`), behind a consistent manifest: the
+        golden set alone would pass it."""
         import mlflow
         import numpy as np
         import yaml
@@ -150,17 +150,15 @@ class TestRegistry:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp))
             model_dir = next(p.parent for p in local.rglob("MLmodel"))
             ensemble = next(p.parent for p in model_dir.rglob(bundle.MANIFEST))
-            arrays = ensemble / "arrays.npz"
             if how == "tamper":
-                data = bytearray(arrays.read_bytes())
+                packed = ensemble / "packed.npy"
+                data = bytearray(packed.read_bytes())
                 data[len(data) // 2] ^= 0xFF
-                arrays.write_bytes(bytes(data))
+                packed.write_bytes(bytes(data))
             elif how in {"nan", "wrong_smoke"}:
                 if how == "nan":
-                    with np.load(arrays) as z:
-                        parts = {k: z[k] for k in z.files}
-                    parts["bias"] = np.full_like(parts["bias"], np.nan)
-                    np.savez_compressed(arrays, **parts)
+                    bias = ensemble / "bias.npy"
+                    np.save(bias, np.full_like(np.load(bias), np.nan), allow_pickle=False)
                 else:
                     bundle.write_smoke_set(ensemble, WRONG_SMOKE_SET)
                 manifest = bundle.write_manifest(ensemble)

@@ -81,10 +81,10 @@ def test_a_bundle_serves_without_trusting_code_and_an_altered_one_is_refused(
 
     altered = ensembles.register(alias=None)
     files = ensembles.bundle_files(altered, mlflow_server.cwd / "artifacts")
-    arrays = next(p for p in files if p.name == "arrays.npz")
-    data = bytearray(arrays.read_bytes())
+    packed = next(p for p in files if p.name == "packed.npy")
+    data = bytearray(packed.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped bit pattern, same size
-    arrays.write_bytes(bytes(data))
+    packed.write_bytes(bytes(data))
     with Load(app.url, clients=2, pause_s=0.01) as load:
         registry.set_alias(altered)
         wait_until(lambda: REJECTED_TAG in registry.tags(altered), timeout=60,

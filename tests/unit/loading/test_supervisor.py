@@ -22,23 +22,33 @@ from bluegreen.serving.lifecycle import TransientLoadError
 SMOKE = (("정말 최고의 영화", "긍정"), ("최악의 영화", "부정"))
 
 
-def _model_dir(
-    root: Path, *, as_bundle: bool = True, smoke: tuple[tuple[str, str], ...] = ()
-) -> tuple[Path, str]:
-    """An MLflow model directory holding a tiny bundle, as `registry_io.log_ensemble` lays
-    it out (``MLmodel`` metadata naming ``artifacts/ensemble``; ``smoke.tsv`` inside)."""
-    tiny = CompiledEnsemble(
+def _tiny() -> CompiledEnsemble:
+    return CompiledEnsemble(
         char_hashes=np.array([1, 2], dtype=np.uint64), char_range=(1, 2), word_keys=["준비"],
         word_n=1, member_names=["m"], idf=np.ones((1, 3)), weights=np.zeros((1, 3, 3)),
         bias=np.array([0.1, 0.2, 0.3]), binary=[False], sublinear=[True], l2=[True],
     )  # fmt: skip
+
+
+def _model_dir(
+    root: Path, *, as_bundle: bool = True, smoke: tuple[tuple[str, str], ...] = (),
+    fmt: str = bundle.FORMAT, label: str | None = None,
+) -> tuple[Path, str]:  # fmt: skip
+    """An MLflow model directory holding a tiny bundle, as `registry_io.log_ensemble` lays
+    it out (``MLmodel`` metadata naming ``artifacts/ensemble``; ``smoke.tsv`` inside).
+    ``fmt``: the bundle's format (1: what versions registered before format 2 hold);
+    ``label``: the format the ``MLmodel`` metadata claims, when it is to differ."""
     model = root / "model"
-    ensemble = tiny.save(model / "artifacts" / "ensemble")
+    where = model / "artifacts" / "ensemble"
+    if fmt == bundle.FORMAT:
+        ensemble = _tiny().save_prepared(where, tables=False)
+    else:
+        ensemble = _tiny().save(where)
     if smoke:
         bundle.write_smoke_set(ensemble, smoke)
-    sha = bundle.write_manifest(ensemble)
+    sha = bundle.write_manifest(ensemble, fmt)
     metadata = {
-        bundle.FORMAT_KEY: bundle.FORMAT, bundle.BUNDLE_PATH_KEY: "artifacts/ensemble",
+        bundle.FORMAT_KEY: label or fmt, bundle.BUNDLE_PATH_KEY: "artifacts/ensemble",
         bundle.MANIFEST_TAG: sha,
     }  # fmt: skip
     spec = {"flavors": {"python_function": {}}, "metadata": metadata if as_bundle else None}
@@ -78,6 +88,67 @@ def test_a_bundle_is_verified_prepared_and_published(child: LoaderChild, tmp_pat
     mapped = CompiledEnsemble.map_prepared(entry)
     np.testing.assert_allclose(mapped.bias, [0.1, 0.2, 0.3])
     assert [p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith(".stage")] == []
+    # format 2 is published as downloaded: the bundle's own files, its manifest among them,
+    # and the tables the child built beside them
+    assert {"packed.npy", bundle.MANIFEST, "char_table.npy", "tables.json"} <= {
+        p.name for p in entry.iterdir()
+    }
+    assert mapped._table_args is not None
+    np.testing.assert_array_equal(mapped._table_args[0], _tiny()._table_args[0])  # type: ignore[index]
+
+
+def test_a_format_1_bundle_is_still_decompressed_and_prepared(
+    child: LoaderChild, tmp_path: Path
+) -> None:
+    model, sha = _model_dir(tmp_path, fmt=bundle.FORMAT_V1, smoke=SMOKE)
+    answer = child.prepare(_request(model, 4, sha), timeout_s=120)
+    assert answer["kind"] == "bundle"
+    entry = Path(str(answer["path"]))
+    assert not (entry / "arrays.npz").exists()
+    mapped = CompiledEnsemble.map_prepared(entry)
+    np.testing.assert_allclose(mapped.bias, [0.1, 0.2, 0.3])
+    assert mapped._table_args is not None
+    assert bundle.read_smoke_set(entry / bundle.SMOKE_SET) == SMOKE
+
+
+def test_tables_a_bundle_ships_are_replaced_by_ones_built_from_its_keys(
+    child: LoaderChild, tmp_path: Path
+) -> None:
+    """A kernel follows a table's values into the packed rows unchecked: they must never
+    come from the artifact store, even in a bundle whose manifest covers them."""
+    model, _ = _model_dir(tmp_path)
+    ensemble = model / "artifacts" / "ensemble"
+    forged = np.full((2, 8), np.uint64(2**40), dtype=np.uint64)
+    np.save(ensemble / "char_table.npy", forged)
+    np.save(ensemble / "word_table.npy", forged)
+    (ensemble / "tables.json").write_text('{"char_shift": 63, "word_shift": 63}', "utf-8")
+    sha = bundle.write_manifest(ensemble)
+    answer = child.prepare(_request(model, 5, sha), timeout_s=120)
+    entry = Path(str(answer["path"]))
+    built = _tiny()._table_args
+    assert built is not None
+    np.testing.assert_array_equal(np.load(entry / "char_table.npy"), built[0])
+
+
+def test_a_bundle_whose_arrays_do_not_fit_its_shape_is_refused(
+    child: LoaderChild, tmp_path: Path
+) -> None:
+    model, _ = _model_dir(tmp_path)
+    ensemble = model / "artifacts" / "ensemble"
+    np.save(ensemble / "packed.npy", np.zeros((1, 16), dtype=np.float32))  # 3 features
+    sha = bundle.write_manifest(ensemble)
+    answer = child.prepare(_request(model, 6, sha), timeout_s=120)
+    assert answer["error"] == "prepare"
+    assert "packed.npy shape" in str(answer["detail"])
+
+
+def test_a_bundle_whose_mlmodel_and_manifest_disagree_on_the_format_is_integrity(
+    child: LoaderChild, tmp_path: Path
+) -> None:
+    model, sha = _model_dir(tmp_path, fmt=bundle.FORMAT_V1, label=bundle.FORMAT)
+    answer = child.prepare(_request(model, 7, sha), timeout_s=120)
+    assert answer["error"] == "integrity"
+    assert "manifest" in str(answer["detail"])
 
 
 def test_an_altered_file_is_answered_as_integrity(child: LoaderChild, tmp_path: Path) -> None:

@@ -15,16 +15,47 @@ from bluegreen.model.inference import CompiledEnsemble, EnsembleSentimentModel
 
 @pytest.fixture
 def bundle_dir(saved_dir: Path, tmp_path: Path) -> tuple[Path, str]:
-    d = Path(shutil.copytree(saved_dir, tmp_path / "ensemble"))
+    """A format 2 bundle, as `registry_io.log_ensemble` writes it."""
+    d = CompiledEnsemble.load(saved_dir).save_prepared(tmp_path / "ensemble", tables=False)
     return d, bundle.write_manifest(d)
 
 
 def test_the_manifest_lists_every_file_and_verifies(bundle_dir: tuple[Path, str]) -> None:
     d, sha = bundle_dir
     body = bundle.verify(d, sha)
-    assert set(body["files"]) == {"arrays.npz", "meta.json", "words.txt"}
+    assert set(body["files"]) == {
+        "packed.npy", "char_hashes.npy", "bias.npy", "words.txt", "prepared.json",
+    }  # fmt: skip
     assert sha == bundle.manifest_sha256(d)
     assert bundle.verify(d)["format"] == bundle.FORMAT  # without a registry anchor too
+
+
+def test_a_format_1_bundle_verifies_as_format_1(saved_dir: Path, tmp_path: Path) -> None:
+    d = Path(shutil.copytree(saved_dir, tmp_path / "v1"))
+    sha = bundle.write_manifest(d, bundle.FORMAT_V1)
+    assert bundle.verify(d, sha)["format"] == bundle.FORMAT_V1
+    assert set(bundle.verify(d)["files"]) == {"arrays.npz", "meta.json", "words.txt"}
+
+
+def test_either_format_opens_to_the_same_answers(
+    saved_dir: Path, bundle_dir: tuple[Path, str]
+) -> None:
+    """What plain ``mlflow.pyfunc.load_model`` runs (``load_context``), on both formats."""
+    texts = ["정말 재밌어요 최고", "지루하고 최악", "", "그냥 그랬다 " * 40]
+    v1 = CompiledEnsemble.open_bundle(saved_dir)
+    v2 = CompiledEnsemble.open_bundle(bundle_dir[0])
+    assert isinstance(v2.packed, np.memmap)
+    assert v2.compiled_kernels == v1.compiled_kernels
+    np.testing.assert_allclose(v2.predict_proba(texts), v1.predict_proba(texts))
+
+
+def test_an_unknown_manifest_format_is_refused(bundle_dir: tuple[Path, str]) -> None:
+    d, _ = bundle_dir
+    manifest = json.loads((d / bundle.MANIFEST).read_text())
+    manifest["format"] = "bluegreen-ensemble-bundle/9"
+    (d / bundle.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(bundle.IntegrityError, match="is not a manifest of"):
+        bundle.verify(d)
 
 
 @pytest.mark.parametrize(
@@ -39,7 +70,7 @@ def test_an_altered_file_is_refused(
     bundle_dir: tuple[Path, str], damage: str, message: str
 ) -> None:
     d, sha = bundle_dir
-    arrays = d / "arrays.npz"
+    arrays = d / "packed.npy"
     data = bytearray(arrays.read_bytes())
     if damage == "flip":
         data[len(data) // 2] ^= 0x01

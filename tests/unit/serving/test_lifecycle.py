@@ -294,7 +294,7 @@ async def test_a_refused_load_is_rejected_at_its_stage(
 ) -> None:
     manager = make()
     await manager.deploy(ref(1))
-    loader.failures[2] = LoadRefused(stage, "arrays.npz does not match its sha256")
+    loader.failures[2] = LoadRefused(stage, "packed.npy does not match its sha256")
     before = metric("bluegreen_model_load_failures_total", model=name, reason=stage)
     result = await manager.deploy(ref(2))
     assert result.outcome is Outcome.REJECTED
