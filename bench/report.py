@@ -217,6 +217,7 @@ def write_report(results: dict[str, Any], out: Path, target: Path) -> None:
         lines += _throughput_section(t, results.get("model_costs"))
     if swaps:
         lines += _swap_section(swaps)
+        lines += _phase_section(swaps)
     if results.get("swap_interference"):
         lines += _interference_section(results["swap_interference"])
     if mem:
@@ -419,6 +420,42 @@ def _swap_section(swaps: list[dict[str, Any]]) -> list[str]:
         )
         lines.append("")
     return lines
+
+
+def _phase_section(swaps: list[dict[str, Any]]) -> list[str]:
+    rows = [s for s in swaps if s["stats"].get("app_slow_by_phase")]
+    if not rows:
+        return []
+    lines = [
+        "### Where in a swap the slow requests fall",
+        "",
+        "The good versions' windows of each run above, cut at the app's own events (any "
+        "worker's): *registry* from the version's registration until a worker starts loading "
+        "it; *load* until a worker maps it (the loader child downloads the bundle through the "
+        "`mlflow server`, verifies it and builds its tables); *swap* until the last worker "
+        "freed the old version (map, warm-up, smoke, promote, free, all in the worker); "
+        "*after* the rest of the window. A request is slow when its app time (`Server-Timing`) "
+        "is over the run's steady app p99: 1% of the requests outside the windows are. Each "
+        "cell: seconds in that phase over the run's good windows, requests, and the share of "
+        "them that were slow.",
+        "",
+        "| model | workers | " + " | ".join(PHASE_LABELS) + " |",
+        "|---|---|" + "---|" * len(PHASE_LABELS),
+    ]
+    for s in rows:
+        phases = s["stats"]["app_slow_by_phase"]
+        cells = [
+            f"{c['seconds']:g} s, {c['n']} req, **{c['slow_pct']:g}%**" if c["n"] else "—"
+            for c in (phases[name] for name in PHASE_LABELS)
+        ]
+        lines.append(
+            f"| {s.get('model', 'small')}{_marks(s)} | {s['workers']} | " + " | ".join(cells) + " |"
+        )
+    lines.append("")
+    return lines
+
+
+PHASE_LABELS = ("registry", "load", "swap", "after")
 
 
 def _interference_section(hog: dict[str, Any]) -> list[str]:

@@ -823,6 +823,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench.report import write_report
 
         saved = json.loads((args.report_only / "results.json").read_text())
+        backfill_phases((saved.get("swap") or []) + (saved.get("swap_headroom") or []))
         prof = (saved.get("throughput") or {}).get("profile") or {}
         if prof.get("raw") and Path(prof["raw"]).exists():
             saved["throughput"]["profile"] = summarize_stacks(Path(prof["raw"]))
@@ -933,6 +934,28 @@ def main(argv: list[str] | None = None) -> int:
         write_report(results, out, args.write)
         log(f"wrote {args.write}")
     return 0
+
+
+def backfill_phases(swaps: list[dict[str, Any]]) -> None:
+    """`app_slow_by_phase` for swap runs recorded before the scenario computed it, from the
+    files each run left (its requests, its steps and the app's log)."""
+    from loadtests.swap_under_load import read_records, slow_by_phase
+
+    for s in swaps:
+        stats = s["stats"]
+        work = Path(s["png"]).parent / f"w{s['workers']}"
+        if "app_slow_by_phase" in stats or not (work / "requests.csv").is_file():
+            continue
+        rows = read_records(work / "requests.csv")
+        events: list[dict[str, Any]] = []
+        for line in (work / "app" / "app.log").read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if isinstance(event, dict):
+                    events.append(event)
+        windows = [(st["started"], st["ended"] + 1.0) for st in s["steps"] if st["kind"] == "good"]
+        steady = stats["app_steady"]["p99_ms"]
+        stats["app_slow_by_phase"] = slow_by_phase(windows, events, rows, steady)
 
 
 def swap_runs(

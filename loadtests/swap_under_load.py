@@ -377,9 +377,15 @@ class Scenario:
             sampler.stop()
             smoke_passed = {e["version"] for e in self._events(app, "model.smoke.passed")}
             lags = self._events(app, "swap.loop_lag")
+            phase_events = [
+                e for e in app.log_events()
+                if e.get("event") in {"model.load.start", "loader.mapped", "model.freed",
+                                      "model.rejected"}
+            ]  # fmt: skip
             return self._analyse(
-                t0, records_path, sampler.samples, final, smoke_passed, locust_rc, work, lags
-            )
+                t0, records_path, sampler.samples, final, smoke_passed, locust_rc, work, lags,
+                phase_events,
+            )  # fmt: skip
         finally:
             if locust is not None and locust.poll() is None:
                 locust.kill()
@@ -405,6 +411,7 @@ class Scenario:
         locust_rc: int,
         work: Path,
         lags: list[dict[str, Any]],
+        phase_events: list[dict[str, Any]],
     ) -> Result:
         p = self.profile
         w = self.workers
@@ -498,6 +505,17 @@ class Scenario:
                 for kind, values in sorted(by_kind.items())
                 if values and steady_app
             },
+            # Where in the good versions' windows the app's slow requests fall
+            "app_slow_by_phase": (
+                slow_by_phase(
+                    [(s.started, s.ended + 1.0) for s in self.steps if s.kind == "good"],
+                    phase_events,
+                    rows,
+                    percentile(steady_app, 99),
+                )
+                if steady_app
+                else {}
+            ),
             "versions_seen": {str(k): v for k, v in sorted(versions_seen.items())},
             "swap_loop_lag_ms": loop_lag_stats(lags, t0 + p.warmup_s),
             "good_versions": self.good,
@@ -557,6 +575,61 @@ class Scenario:
             for t, pid, value in rss:
                 writer.writerow([round(t - t0, 2), pid, round(value / 2**20, 2)])
         shutil.copy(work / "requests.csv", out / f"requests_w{w}.csv")
+
+
+PHASES = ("registry", "load", "swap", "after")
+"""A swap window's phases, from the app's own events (every worker's): ``registry`` from the
+version's registration until a worker starts loading it (the registry write, the workers'
+control checks); ``load`` until a worker maps it (the loader child: download, verify, tables,
+or a refusal); ``swap`` until the last worker freed the old version or rejected the new one
+(map, warm-up, smoke, promote, free); ``after`` the rest of the window (drain tail)."""
+
+
+def phase_bounds(
+    window: tuple[float, float], events: list[dict[str, Any]]
+) -> list[tuple[str, float, float]]:
+    """Each phase of one window as (name, start, end); empty when no worker loaded in it."""
+    a, b = window
+
+    def times(*names: str) -> list[float]:
+        return [
+            float(e["ts"]) for e in events
+            if e.get("event") in names and a <= float(e.get("ts", 0)) <= b
+        ]  # fmt: skip
+
+    starts = times("model.load.start")
+    if not starts:
+        return []
+    load = min(starts)
+    mapped = times("loader.mapped")
+    done = times("model.freed", "model.rejected")
+    swap = max(load, min(mapped)) if mapped else max(done, default=load)
+    end = max(swap, max(done, default=swap))
+    return [("registry", a, load), ("load", load, swap), ("swap", swap, end), ("after", end, b)]
+
+
+def slow_by_phase(
+    windows: list[tuple[float, float]], events: list[dict[str, Any]],
+    rows: list[dict[str, Any]], threshold_ms: float,
+) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Per phase, over all windows: seconds, requests, and the share of them whose app time
+    exceeds ``threshold_ms`` (the steady state's app p99, so 1% outside the windows)."""
+    totals = {name: [0.0, 0, 0] for name in PHASES}
+    timed = [(r["t"], r["server"]) for r in rows if r["server"] is not None]
+    for window in windows:
+        for name, x, y in phase_bounds(window, events):
+            inside = [ms for t, ms in timed if x <= t < y]
+            totals[name][0] += y - x
+            totals[name][1] += len(inside)
+            totals[name][2] += sum(ms > threshold_ms for ms in inside)
+    return {
+        name: {
+            "seconds": round(secs, 2),
+            "n": n,
+            "slow_pct": round(100 * slow / n, 2) if n else float("nan"),
+        }
+        for name, (secs, n, slow) in totals.items()
+    }
 
 
 def loop_lag_stats(events: list[dict[str, Any]], after: float = 0.0) -> dict[str, Any]:
