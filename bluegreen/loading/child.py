@@ -105,7 +105,7 @@ def _prepare(
     verified = time.perf_counter()
     try:
         if fmt == bundle.FORMAT:
-            compiled = CompiledEnsemble.map_prepared(source, untrusted=True)
+            compiled = CompiledEnsemble.map_prepared(source, untrusted=True, serve=False)
             compiled.save_tables(source)
             prepared = source
         else:
@@ -198,7 +198,12 @@ def main(argv: list[str]) -> int:
     from bluegreen.registry import configure_mlflow_client_env
 
     configure_mlflow_client_env(config["tracking_uri"])
-    event(log, "loader.started", nice=config["nice"], sched_idle=sched_idle)
+    from bluegreen.model.inference import warm_table_kernels
+
+    started = time.perf_counter()
+    warm_table_kernels()
+    event(log, "loader.started", nice=config["nice"], sched_idle=sched_idle,
+          warm_s=round(time.perf_counter() - started, 3))  # fmt: skip
     cache = VersionCache(Path(config["cache_dir"]))
     serve(requests, int(argv[2]), cache, config["idle_exit_s"])
     return 0

@@ -170,6 +170,19 @@ def line_table(kernels: Any, keys: npt.NDArray[np.uint64]) -> tuple[Any, np.uint
     return table, shift
 
 
+def warm_table_kernels() -> None:
+    """Load (numba's disk cache, or compile) the kernels that build hash tables, with the
+    argument types a bundle gives them (read-only mapped keys): the loader child's part, done
+    when it starts instead of inside its first load."""
+    kernels = _load_kernels()
+    if kernels is None:
+        return
+    keys = np.array([1, 2], dtype=np.uint64)
+    keys.flags.writeable = False
+    line_table(kernels, keys)
+    kernels.hash_strings(*WordKeys.of(["준비"]).code_points())
+
+
 def _softmax(z: F64) -> F64:
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -346,10 +359,7 @@ class CompiledEnsemble:
             kernels = _load_kernels()
             if kernels is None:
                 return
-            if self._table_args is None:
-                self._table_args = self._char_table(kernels)
-            if self._word_args is None:
-                self._word_args = self._word_table(kernels)
+            self.build_tables()
             self._kernels = kernels
             self.logits(["warm-up 준비"])
             self.logits(["warm-up", "준비"])  # the batch path, whose normaliser has a table
@@ -597,14 +607,18 @@ class CompiledEnsemble:
         (d / _TABLES_META).write_text(json.dumps(shifts), encoding="utf-8")
 
     @classmethod
-    def map_prepared(cls, directory: str | Path, *, untrusted: bool = False) -> CompiledEnsemble:
+    def map_prepared(
+        cls, directory: str | Path, *, untrusted: bool = False, serve: bool = True
+    ) -> CompiledEnsemble:
         """The model over read-only memory maps of :meth:`save_prepared`'s files.
 
         Costs the serving process milliseconds: no decompression and no table building;
         the page tables are filled here, off the request path. ``untrusted``: the files came
         from an artifact store (a verified bundle, still written by whoever registered it):
         also check that the char hashes are sorted and unique, and ignore any tables the
-        directory holds (they are built here, from the keys)."""
+        directory holds (they are built here, from the keys). ``serve=False`` (the loader
+        child, which prepares but never answers): build the tables and nothing else, so
+        neither the scoring kernels nor the normaliser are loaded or run."""
         d = Path(directory)
         meta = json.loads((d / _PREPARED_META).read_text(encoding="utf-8"))
         if meta.get("prepared_format") != PREPARED_FORMAT:
@@ -646,8 +660,22 @@ class CompiledEnsemble:
                 _word_chars(), extractor.word_n if n_words else 0, len(char_hashes),
                 _mapped_table(mapped("word_table"), shifts[1]), shifts[1],
             )  # fmt: skip
-        self._start_serving()
+        if serve:
+            self._start_serving()
+        else:
+            self.build_tables()
         return self
+
+    def build_tables(self) -> None:
+        """The kernels' hash tables, unless the numba kernels are unavailable (then the numpy
+        path needs none). A repeated key raises ``ValueError``: a column would be unreachable."""
+        kernels = _load_kernels()
+        if kernels is None:
+            return
+        if self._table_args is None:
+            self._table_args = self._char_table(kernels)
+        if self._word_args is None:
+            self._word_args = self._word_table(kernels)
 
     @classmethod
     def open_bundle(cls, directory: str | Path) -> CompiledEnsemble:

@@ -142,6 +142,25 @@ def test_a_bundle_whose_arrays_do_not_fit_its_shape_is_refused(
     assert "packed.npy shape" in str(answer["detail"])
 
 
+def test_a_bundle_with_a_repeated_word_key_is_refused(child: LoaderChild, tmp_path: Path) -> None:
+    """A repeated key would leave a column unreachable: the child refuses the bundle."""
+    model, _ = _model_dir(tmp_path)
+    ensemble = model / "artifacts" / "ensemble"
+    two = CompiledEnsemble(
+        char_hashes=np.array([1, 2], dtype=np.uint64), char_range=(1, 2),
+        word_keys=["준비", "가다"], word_n=1, member_names=["m"], idf=np.ones((1, 4)),
+        weights=np.zeros((1, 4, 3)), bias=np.zeros(3), binary=[False], sublinear=[True],
+        l2=[True],
+    )  # fmt: skip
+    shutil.rmtree(ensemble)
+    two.save_prepared(ensemble, tables=False)
+    (ensemble / "words.txt").write_text("준비\n준비", encoding="utf-8")  # same count
+    sha = bundle.write_manifest(ensemble)
+    answer = child.prepare(_request(model, 8, sha), timeout_s=120)
+    assert answer["error"] == "prepare"
+    assert "duplicate" in str(answer["detail"])
+
+
 def test_a_bundle_whose_mlmodel_and_manifest_disagree_on_the_format_is_integrity(
     child: LoaderChild, tmp_path: Path
 ) -> None:
