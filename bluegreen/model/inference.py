@@ -722,10 +722,12 @@ def _read_shifts(d: Path, meta: dict[str, Any]) -> tuple[np.uint64, np.uint64] |
 
 
 def _mapped_table(table: Any, shift: np.uint64) -> Any:
-    rows = table.shape[0] if table.ndim == 2 else 0
-    if table.dtype != np.uint64 or table.shape != (rows, 8) or rows < 2 or rows & (rows - 1):
+    """A table as `line_table` builds it: 2**bits buckets (bits >= 1) and shift 64 - bits, or
+    the empty table of a model without char n-grams (`_char_table`: no buckets, shift 0)."""
+    rows = table.shape[0] if table.ndim == 2 else -1
+    if table.dtype != np.uint64 or table.shape != (rows, 8) or rows == 1 or rows & (rows - 1):
         raise ValueError(f"a hash table of shape {table.shape} and type {table.dtype}")
-    if int(shift) != 64 - (rows.bit_length() - 1):
+    if int(shift) != (64 - (rows.bit_length() - 1) if rows else 0):
         raise ValueError(f"shift {int(shift)} does not fit a table of {rows} buckets")
     return table
 

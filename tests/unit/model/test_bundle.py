@@ -121,3 +121,15 @@ def test_prepared_arrays_map_read_only_and_answer_like_the_loaded_model(
     np.testing.assert_allclose(served.predict_texts(texts[:1]), loaded.predict_proba(texts[:1]))
     mapped.use_kernels(False)  # the numpy path reads the word keys from the file on first use
     np.testing.assert_allclose(mapped.predict_proba(texts), loaded.predict_proba(texts), atol=1e-12)
+
+
+def test_a_model_without_char_ngrams_maps_with_its_empty_table(tmp_path: Path) -> None:
+    words_only = CompiledEnsemble(
+        char_hashes=np.zeros(0, dtype=np.uint64), char_range=(1, 2), word_keys=["준비"],
+        word_n=1, member_names=["m"], idf=np.ones((1, 1)), weights=np.zeros((1, 1, 3)),
+        bias=np.array([0.1, 0.2, 0.3]), binary=[False], sublinear=[True], l2=[True],
+    )  # fmt: skip
+    mapped = CompiledEnsemble.map_prepared(words_only.save_prepared(tmp_path / "prepared"))
+    assert mapped._table_args is not None
+    assert mapped._table_args[0].shape == (0, 8)
+    np.testing.assert_allclose(mapped.predict_proba(["준비"]), words_only.predict_proba(["준비"]))
