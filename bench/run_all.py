@@ -940,6 +940,7 @@ def backfill_phases(swaps: list[dict[str, Any]]) -> None:
     """`app_slow_by_phase` for swap runs recorded before the scenario computed it, from the
     files each run left (its requests, its steps and the app's log)."""
     from loadtests.swap_under_load import read_records, slow_by_phase
+    from tests.support.servers import json_events
 
     for s in swaps:
         stats = s["stats"]
@@ -947,12 +948,7 @@ def backfill_phases(swaps: list[dict[str, Any]]) -> None:
         if "app_slow_by_phase" in stats or not (work / "requests.csv").is_file():
             continue
         rows = read_records(work / "requests.csv")
-        events: list[dict[str, Any]] = []
-        for line in (work / "app" / "app.log").read_text(encoding="utf-8").splitlines():
-            with contextlib.suppress(ValueError):
-                event = json.loads(line)
-                if isinstance(event, dict):
-                    events.append(event)
+        events = json_events((work / "app" / "app.log").read_text(encoding="utf-8"))
         windows = [(st["started"], st["ended"] + 1.0) for st in s["steps"] if st["kind"] == "good"]
         steady = stats["app_steady"]["p99_ms"]
         stats["app_slow_by_phase"] = slow_by_phase(windows, events, rows, steady)

@@ -377,14 +377,9 @@ class Scenario:
             sampler.stop()
             smoke_passed = {e["version"] for e in self._events(app, "model.smoke.passed")}
             lags = self._events(app, "swap.loop_lag")
-            phase_events = [
-                e for e in app.log_events()
-                if e.get("event") in {"model.load.start", "loader.mapped", "model.freed",
-                                      "model.rejected"}
-            ]  # fmt: skip
             return self._analyse(
                 t0, records_path, sampler.samples, final, smoke_passed, locust_rc, work, lags,
-                phase_events,
+                app.log_events(),
             )  # fmt: skip
         finally:
             if locust is not None and locust.poll() is None:

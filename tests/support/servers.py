@@ -47,6 +47,16 @@ def wait_http(
     raise TimeoutError(f"{url} not answering {expect} after {timeout}s (last: {last})")
 
 
+def json_events(text: str) -> list[dict[str, Any]]:
+    """The JSON-line events of a log (uvicorn's own plain lines are skipped)."""
+    events = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(json.JSONDecodeError):
+                events.append(json.loads(line))
+    return events
+
+
 class Process:
     """A child process with its output captured to a log file."""
 
@@ -96,12 +106,7 @@ class Process:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def log_events(self) -> list[dict[str, Any]]:
-        events = []
-        for line in self.log_text().splitlines():
-            if line.startswith("{"):
-                with contextlib.suppress(json.JSONDecodeError):
-                    events.append(json.loads(line))
-        return events
+        return json_events(self.log_text())
 
 
 class MlflowServer(Process):

@@ -22,11 +22,13 @@ from bluegreen.serving.lifecycle import TransientLoadError
 SMOKE = (("정말 최고의 영화", "긍정"), ("최악의 영화", "부정"))
 
 
-def _tiny() -> CompiledEnsemble:
+def _tiny(word_keys: tuple[str, ...] = ("준비",)) -> CompiledEnsemble:
+    n = 2 + len(word_keys)  # two char n-grams, then the words
     return CompiledEnsemble(
-        char_hashes=np.array([1, 2], dtype=np.uint64), char_range=(1, 2), word_keys=["준비"],
-        word_n=1, member_names=["m"], idf=np.ones((1, 3)), weights=np.zeros((1, 3, 3)),
-        bias=np.array([0.1, 0.2, 0.3]), binary=[False], sublinear=[True], l2=[True],
+        char_hashes=np.array([1, 2], dtype=np.uint64), char_range=(1, 2),
+        word_keys=list(word_keys), word_n=1, member_names=["m"], idf=np.ones((1, n)),
+        weights=np.zeros((1, n, 3)), bias=np.array([0.1, 0.2, 0.3]), binary=[False],
+        sublinear=[True], l2=[True],
     )  # fmt: skip
 
 
@@ -146,14 +148,8 @@ def test_a_bundle_with_a_repeated_word_key_is_refused(child: LoaderChild, tmp_pa
     """A repeated key would leave a column unreachable: the child refuses the bundle."""
     model, _ = _model_dir(tmp_path)
     ensemble = model / "artifacts" / "ensemble"
-    two = CompiledEnsemble(
-        char_hashes=np.array([1, 2], dtype=np.uint64), char_range=(1, 2),
-        word_keys=["준비", "가다"], word_n=1, member_names=["m"], idf=np.ones((1, 4)),
-        weights=np.zeros((1, 4, 3)), bias=np.zeros(3), binary=[False], sublinear=[True],
-        l2=[True],
-    )  # fmt: skip
     shutil.rmtree(ensemble)
-    two.save_prepared(ensemble, tables=False)
+    _tiny(("준비", "가다")).save_prepared(ensemble, tables=False)
     (ensemble / "words.txt").write_text("준비\n준비", encoding="utf-8")  # same count
     sha = bundle.write_manifest(ensemble)
     answer = child.prepare(_request(model, 8, sha), timeout_s=120)
