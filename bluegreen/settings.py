@@ -291,6 +291,15 @@ class LifecycleSettings:
         "alone lets it finish its time slice first). On a host with no idle CPU at all, loads "
         "then wait, and may reach the load deadline and be retried.",
     )
+    loader_max_mib_per_s: float = setting(
+        100.0,
+        "The most MiB/s the loader child fetches and hashes a bundle at (0: as fast as it "
+        "can). SCHED_IDLE keeps a load off the cores, not out of the caches, memory "
+        "bandwidth and page-cache work the workers share; on a small host under load, a "
+        "bound spreads a version's bytes over a longer, quieter load. A load then takes at "
+        "least the bundle's size over this rate: keep that well inside the load deadline.",
+        validator=_non_negative,
+    )
     swap_switch_interval_ms: float = setting(
         0.5,
         "The interpreter's GIL switch interval while a version comes in (load, smoke, drain, "

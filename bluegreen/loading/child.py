@@ -20,6 +20,7 @@ from typing import Any
 
 from bluegreen.heap import malloc_trim
 from bluegreen.loading.cache import VersionCache
+from bluegreen.loading.fetch import Pace, fetch_bundle
 from bluegreen.loading.pipe import Lines, send
 from bluegreen.logging import configure_logging, event
 
@@ -72,23 +73,31 @@ def handle(request: dict[str, Any], cache: VersionCache) -> dict[str, Any]:
             repo.download_artifacts(f"{bundle_path}/{bundle.MANIFEST}", str(stage / "head"))
         )
         try:
-            listed = bundle.read_manifest(manifest, expected)["format"]
+            body = bundle.read_manifest(manifest, expected)
         except bundle.IntegrityError as exc:
             raise Refused("integrity", str(exc)) from None
+        listed = body["format"]
         if listed != fmt:
             raise Refused("integrity", f"{MLMODEL} says {fmt}, its manifest {listed}")
         entry = cache.entry(version, bundle.file_sha256(manifest))
         with cache.preparing(version):
             if not cache.is_ready(entry):
                 _prepare(
-                    repo, bundle_path, stage=stage, expected=expected, entry=entry, cache=cache
+                    repo,
+                    bundle_path,
+                    manifest,
+                    body,
+                    stage=stage,
+                    entry=entry,
+                    cache=cache,
+                    pace=Pace(float(request.get("max_mib_per_s") or 0) * 2**20),
                 )
         return {"kind": "bundle", "path": str(entry)}
 
 
 def _prepare(
-    repo: Any, bundle_path: str, *, stage: Path, expected: str | None, entry: Path,
-    cache: VersionCache,
+    repo: Any, bundle_path: str, manifest: Path, body: dict[str, Any], *, stage: Path,
+    entry: Path, cache: VersionCache, pace: Pace,
 ) -> None:  # fmt: skip
     """Format 2 is published where it was downloaded, once its tables are built beside it;
     format 1 is decompressed and packed into a new directory first."""
@@ -96,13 +105,12 @@ def _prepare(
     from bluegreen.model.inference import CompiledEnsemble
 
     started = time.perf_counter()
-    source = Path(repo.download_artifacts(bundle_path, str(stage / "src")))
-    downloaded = time.perf_counter()
     try:
-        fmt = bundle.verify(source, expected)["format"]
+        source = fetch_bundle(repo, bundle_path, manifest, body, dst=stage / "src", pace=pace)
     except bundle.IntegrityError as exc:
         raise Refused("integrity", str(exc)) from None
-    verified = time.perf_counter()
+    fmt = body["format"]
+    fetched = time.perf_counter()
     try:
         if fmt == bundle.FORMAT:
             compiled = CompiledEnsemble.map_prepared(source, untrusted=True, serve=False)
@@ -121,8 +129,9 @@ def _prepare(
     # worker warms its read-only-array kernels at start (`loader.warm_mapped_kernels`).
     cache.publish(prepared, entry)
     event(log, "loader.prepared", path=entry.name, format=fmt,
-          download_s=round(downloaded - started, 3), verify_s=round(verified - downloaded, 3),
-          prepare_s=round(time.perf_counter() - verified, 3))  # fmt: skip
+          mib=round(sum(f["size"] for f in body["files"].values()) / 2**20, 1),
+          fetch_s=round(fetched - started, 3), paced_s=round(pace.slept_s, 3),
+          prepare_s=round(time.perf_counter() - fetched, 3))  # fmt: skip
 
 
 def _check_smoke_set(prepared: Path) -> None:

@@ -90,6 +90,7 @@ class VersionLoader:
             "version": ref.version,
             "uri": ref.uri,
             "manifest_sha256": ref.manifest_sha256,
+            "max_mib_per_s": self.settings.lifecycle.loader_max_mib_per_s,
         }
         answer = self.child.prepare(request, self.settings.lifecycle.load_timeout_s)
         kind, error = answer.get("kind"), answer.get("error")

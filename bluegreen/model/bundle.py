@@ -27,7 +27,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .labels import LABELS
@@ -104,6 +104,23 @@ def read_manifest(manifest: Path, expected_sha256: str | None = None) -> dict[st
     return body
 
 
+def entry_path(root: Path, rel: object) -> Path:
+    """Where a manifest entry lies under ``root``; a name that could leave it is refused."""
+    pure = PurePosixPath(rel) if isinstance(rel, str) and rel and "\\" not in rel else None
+    if pure is None or pure.is_absolute() or any(p in {".", ".."} for p in pure.parts):
+        raise IntegrityError(f"{MANIFEST} names a file outside the bundle: {rel!r}")
+    return root.joinpath(*pure.parts)
+
+
+def entry_expected(rel: str, entry: object) -> tuple[int, str]:
+    """A manifest entry's (size, sha256)."""
+    size = entry.get("size") if isinstance(entry, dict) else None
+    sha = entry.get("sha256") if isinstance(entry, dict) else None
+    if not isinstance(size, int) or size < 0 or not isinstance(sha, str):
+        raise IntegrityError(f"{MANIFEST} entry for {rel} has no size and sha256")
+    return size, sha
+
+
 def verify(directory: str | Path, expected_sha256: str | None = None) -> dict[str, Any]:
     """Check every file the manifest lists (size, then sha256); return the manifest.
 
@@ -111,16 +128,17 @@ def verify(directory: str | Path, expected_sha256: str | None = None) -> dict[st
     d = Path(directory).resolve()
     body = read_manifest(d / MANIFEST, expected_sha256)
     for rel, entry in body["files"].items():
-        path = (d / rel).resolve()
-        if d not in path.parents or not isinstance(entry, dict):
+        path = entry_path(d, rel)
+        size, sha = entry_expected(rel, entry)
+        if d not in path.resolve().parents:  # a link inside that points out
             raise IntegrityError(f"{MANIFEST} names a file outside the bundle: {rel!r}")
         try:
-            size = os.stat(path).st_size
+            actual = os.stat(path).st_size
         except OSError:
             raise IntegrityError(f"{rel} is missing") from None
-        if size != entry.get("size"):
-            raise IntegrityError(f"{rel} is {size} bytes, the manifest says {entry.get('size')}")
-        if file_sha256(path) != entry.get("sha256"):
+        if actual != size:
+            raise IntegrityError(f"{rel} is {actual} bytes, the manifest says {size}")
+        if file_sha256(path) != sha:
             raise IntegrityError(f"{rel} does not match its sha256 in {MANIFEST}")
     return body
 
