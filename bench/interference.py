@@ -12,7 +12,8 @@ does for a version of that size:
 - `hash`: read a file of the version's size from the page cache and sha256 it (verification);
 - `write`: write a file of that size and delete it (preparing the mapped arrays);
 - `both`: the two in turn;
-- `both@N`: the two in 1 MiB chunks, paced to N MB/s: what throttling the child would buy.
+- `both@N`: the two in 1 MiB chunks, paced to N MB/s: what throttling the child would buy;
+- `spin`: a pure-Python loop over a few integers: CPU time alone, with no bytes moved.
 
 SCHED_IDLE only keeps it from taking a CPU that a worker thread wants; it still shares the
 caches, the memory bandwidth and the kernel's page-cache and writeback work with the worker. The
@@ -33,7 +34,7 @@ from tests.support.constant_load import ConstantLoad, Record
 from tests.support.models import TestRegistry
 from tests.support.servers import AppServer
 
-KINDS = ("hash", "write", "both", "both@100", "both@25")
+KINDS = ("spin", "hash", "write", "both", "both@100", "both@25")
 ROUNDS = 3
 PHASE_S = 6.0
 SETTLE_S = 0.5
@@ -48,6 +49,10 @@ os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 end = time.monotonic() + seconds
 kind, _, rate = kind.partition("@")
 chunk = 1 << 20
+while kind == "spin" and time.monotonic() < end:
+    x = 0
+    for i in range(100_000):
+        x += i
 while time.monotonic() < end:
     if rate:  # paced: chunk by chunk, sleeping off what the rate leaves of each chunk's time
         digest = hashlib.sha256()

@@ -466,13 +466,15 @@ def _interference_section(hog: dict[str, Any]) -> list[str]:
         f"({hog['load']}, 20% batches, over keep-alive connections); {hog['phase_s']:g} s "
         "phases with nothing else running alternate with phases where a separate process "
         "under SCHED_IDLE (the loader child's class) loops over what the child does for a "
-        f"version of that size ({hog['size_mb']:g} MB): *hash* reads a file of that size from "
+        f"version of that size ({hog['size_mb']:g} MB): *spin* only burns CPU (a Python loop "
+        "over a few integers, no bytes moved), *hash* reads a file of that size from "
         "the page cache and sha256s it, *write* writes one and deletes it, *both* does the "
-        "two in turn, *both@N* does them in 1 MiB chunks paced to N MB/s (what throttling the "
-        f"child would buy); {hog['rounds']} rounds. No swap happens and no bluegreen code runs "
-        "beside the worker, so what rises is the share of the tail that comes through the "
-        "hardware and the kernel (caches, memory bandwidth, page-cache work) that SCHED_IDLE "
-        f"cannot take away on two cores. {hog['requests']} requests, {hog['failed']} failed.",
+        "two in turn, *both@N* does them in 1 MiB chunks paced to N MiB/s (what the child's "
+        f"`BLUEGREEN_LOADER_MAX_MIB_PER_S` buys); {hog['rounds']} rounds. No swap happens and "
+        "no bluegreen code runs beside the worker, so what rises is the share of the tail that "
+        "comes through the hardware and the kernel (caches, memory bandwidth, page-cache "
+        "work) that SCHED_IDLE cannot take away on two cores. "
+        f"{hog['requests']} requests, {hog['failed']} failed.",
         "",
         "| phase | requests | client p50 / p99 ms | app's own p50 / p99 ms | p99 vs quiet: "
         "client / app |",
