@@ -12,7 +12,8 @@ does for a version of that size:
 - `hash`: read a file of the version's size from the page cache and sha256 it (verification);
 - `write`: write a file of that size and delete it (preparing the mapped arrays);
 - `both`: the two in turn;
-- `both@N`: the two in 1 MiB chunks, paced to N MB/s: what throttling the child would buy;
+- `both@N`: the two in 1 MiB chunks, paced to N MiB/s by the child's own `Pace`: what
+  `BLUEGREEN_LOADER_MAX_MIB_PER_S` buys;
 - `spin`: a pure-Python loop over a few integers: CPU time alone, with no bytes moved.
 
 SCHED_IDLE only keeps it from taking a CPU that a worker thread wants; it still shares the
@@ -44,6 +45,7 @@ RATE_PER_USER = 10.0
 
 HOG = """
 import hashlib, os, sys, time
+from bluegreen.loading.fetch import Pace
 kind, blob, scratch, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 end = time.monotonic() + seconds
@@ -54,17 +56,17 @@ while kind == "spin" and time.monotonic() < end:
     for i in range(100_000):
         x += i
 while time.monotonic() < end:
-    if rate:  # paced: chunk by chunk, sleeping off what the rate leaves of each chunk's time
+    if rate:  # paced chunk by chunk, by the loader child's own Pace
+        pace = Pace(float(rate) * 2**20)
         digest = hashlib.sha256()
         with open(blob, "rb") as f, open(scratch, "wb") as out:
             while time.monotonic() < end:
-                started = time.monotonic()
                 data = f.read(chunk)
                 if not data:
                     break
                 digest.update(data)
                 out.write(data)
-                time.sleep(max(0.0, chunk / (float(rate) * 2**20) - (time.monotonic() - started)))
+                pace(len(data))
         os.unlink(scratch)
         continue
     with open(blob, "rb") as f:

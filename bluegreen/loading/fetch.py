@@ -122,10 +122,10 @@ def fetch_bundle(
     registry's hash) lists, verified, under ``dst/bundle_path``; returns that directory.
     `IntegrityError` when any file is missing, of the wrong size or content, or named outside
     the bundle."""
-    root = dst / bundle_path
-    root.mkdir(parents=True, exist_ok=True)
     from mlflow.exceptions import MlflowException
 
+    root = dst / bundle_path
+    root.mkdir(parents=True, exist_ok=True)
     http_repo = _http_repository(repo)
     for rel, entry in body["files"].items():
         local = entry_path(root, rel)
